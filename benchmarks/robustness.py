@@ -72,6 +72,24 @@ def holds(op: str, value: float, margin: float) -> bool:
 CLAIMS: list[Claim] = []
 
 
+# Q10: the neighbour task of qkv.heads, trained as in the chapter.
+Q10 = "q10_multi_head_dimensions"
+
+
+def _q10_held_out_mse(n_heads: int) -> Callable[[int], float]:
+    from qkv.heads import train_neighbour_heads
+
+    return lambda seed: train_neighbour_heads(n_heads, seed=seed, device="cpu").held_out_mse
+
+
+CLAIMS += [
+    Claim("q10-two-heads", Q10, "two heads (d_k = 8), 250 steps: held-out MSE",
+          _q10_held_out_mse(2), "<", 0.005),
+    Claim("q10-one-head", Q10, "one head (d_k = 16), 250 steps: held-out MSE",
+          _q10_held_out_mse(1), ">", 0.03),
+]  # fmt: skip
+
+
 # Q12: the experiments of qkv.saturation, with the chapter's sizes.
 Q12 = "q12_scaling_sqrt_dk"
 Q12_D_K = (16, 32, 64, 128, 256, 512, 1024)
