@@ -72,6 +72,33 @@ def holds(op: str, value: float, margin: float) -> bool:
 CLAIMS: list[Claim] = []
 
 
+# Q9: the two toy mixers of qkv.mixing, as in the chapter (L = 7, d = 12).
+Q09 = "q09_attention_vs_fully_connected"
+Q09_SEEDS = tuple(range(20))
+
+
+def _q09_change(name: str) -> Callable[[int], float]:
+    from qkv.mixing import mixing_change
+
+    return lambda seed: mixing_change(seed, L=7, d=12)[name]
+
+
+def _q09_sharpening(seed: int) -> float:
+    from qkv.mixing import sharpening
+
+    return sharpening(seed, factor=3.0, L=7, d=12)
+
+
+CLAIMS += [
+    Claim("q09-fc-change", Q09, "FC mixer: largest change of the Jacobian mixing matrix, x1 vs x2",
+          _q09_change("FC"), "<", 1e-6, Q09_SEEDS),
+    Claim("q09-attention-change", Q09, "attention: largest change of the Jacobian mixing matrix",
+          _q09_change("attention"), ">", 0.1, Q09_SEEDS),
+    Claim("q09-sharpening", Q09, "attention: drop of the mean row entropy at 3× input (nats)",
+          _q09_sharpening, ">", 0.5, Q09_SEEDS),
+]  # fmt: skip
+
+
 # Q10: the neighbour task of qkv.heads, trained as in the chapter.
 Q10 = "q10_multi_head_dimensions"
 
