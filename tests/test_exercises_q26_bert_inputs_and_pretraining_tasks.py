@@ -20,7 +20,8 @@ def test_reference_and_the_one_hot_form_pass() -> None:
         token, position, segment = tables
         pos = torch.arange(ids.shape[1]).expand_as(ids)
         one_hot = torch.nn.functional.one_hot
-        parts = [one_hot(ids, len(token)), one_hot(pos, len(position)), one_hot(types, len(segment))]
+        parts = [one_hot(ids, len(token)), one_hot(pos, len(position))]
+        parts.append(one_hot(types, len(segment)))
         hots = torch.cat(parts, -1).float()
         return hots @ torch.cat([token, position, segment])
 
