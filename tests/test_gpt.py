@@ -133,15 +133,18 @@ def test_greedy_generation_equals_hugging_face_generate(use_cache, device):
     theirs = hf_gpt2().to(device)
     ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
     prompt = ids(B, 4, seed=3).to(device)
-    expected = theirs.generate(
+    out = theirs.generate(
         prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=12,
-        min_new_tokens=12, pad_token_id=V - 1,
+        min_new_tokens=12, pad_token_id=V - 1, return_dict_in_generate=True, output_logits=True,
     )  # fmt: skip
     before = prompt.clone()
-    got = greedy_generate(ours, prompt, 12, use_cache=use_cache)
-    assert torch.equal(got, expected)
+    got, logits = greedy_generate(ours, prompt, 12, use_cache=use_cache, return_logits=True)
+    assert torch.equal(got, out.sequences)
+    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
     assert torch.equal(prompt, before)  # the caller's tensor is untouched
-    assert torch.equal(greedy_generate(ours, prompt, 0), prompt)
+    assert torch.equal(greedy_generate(ours, prompt, 12, use_cache=not use_cache), got)
+    none, no_logits = greedy_generate(ours, prompt, 0, return_logits=True)
+    assert torch.equal(none, prompt) and none is not prompt and no_logits.shape == (B, 0, V)
 
 
 def test_an_old_cache_stays_valid_after_a_step():

@@ -252,17 +252,23 @@ class GPT(nn.Module):
         return m0
 
 
-@torch.no_grad()
 def greedy_generate(
-    model: GPT, input_ids: Tensor, max_new_tokens: int, *, use_cache: bool = True
-) -> Tensor:
+    model: GPT,
+    input_ids: Tensor,
+    max_new_tokens: int,
+    *,
+    use_cache: bool = True,
+    return_logits: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Append ``max_new_tokens`` arg-max tokens to ``input_ids (B, n)``, one step at a time.
 
     With ``use_cache`` each step feeds only the newest token and the :class:`KVCache`;
     without it each step reruns the whole sequence. Both give the same tokens.
 
     Returns:
-        ``(B, n + max_new_tokens)`` ids (a new tensor; ``input_ids`` is not changed).
+        ``(B, n + max_new_tokens)`` ids (a new tensor; ``input_ids`` is not changed), and
+        with ``return_logits`` also the logits each step chose from, ``(B, max_new_tokens, V)``
+        (Hugging Face's ``output_logits``).
 
     Used in: Q23 (transformer/q23_kv_cache).
     """
@@ -275,15 +281,22 @@ def greedy_generate(
             f"{input_ids.shape[-1]} prompt tokens + max_new_tokens={max_new_tokens} = {n_total} "
             f"exceeds n_positions={model.config.n_positions}"
         )
-    ids, cache, step_input = input_ids, None, input_ids
-    for _ in range(max_new_tokens):
-        if use_cache:
-            logits, cache = model(step_input, cache)
-        else:
-            logits, _ = model(ids)
-        step_input = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
-        ids = torch.cat([ids, step_input], dim=1)
-    return ids.clone() if ids is input_ids else ids
+    ids, cache, step_input, scores = input_ids.clone(), None, input_ids, []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            if use_cache:  # feed only what the cache has not seen
+                logits, cache = model(step_input, cache)
+            else:  # recompute the whole prefix
+                logits, _ = model(ids)
+            scores.append(logits[:, -1])  # (B, V)
+            step_input = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
+            ids = torch.cat([ids, step_input], dim=1)
+    if not return_logits:
+        return ids
+    if not scores:  # max_new_tokens == 0
+        V, weight = model.config.vocab_size, model.wte.weight
+        return ids, torch.empty(ids.shape[0], 0, V, dtype=weight.dtype, device=ids.device)
+    return ids, torch.stack(scores, dim=1)  # max_new_tokens x (B, V) -> (B, max_new_tokens, V)
 
 
 def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) -> GPT:
