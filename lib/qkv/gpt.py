@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from qkv._checks import check_int
 from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
+from qkv.kvcache import KVCache
 from qkv.masks import causal_mask, key_mask
 from qkv.models import _check_ids, _check_positive_ints, _check_probability
 from qkv.tying import tie
@@ -71,34 +72,6 @@ class GPTConfig:
     @property
     def d_ff(self) -> int:
         return 4 * self.n_embd if self.n_inner is None else self.n_inner
-
-
-@dataclass(frozen=True)
-class KVCache:
-    """Every layer's past keys and values (no queries): ``keys[l], values[l]: (B, h, m, d_k)``.
-
-    ``m`` is the number of tokens seen so far. A cache is immutable: :meth:`GPT.forward`
-    returns a new, longer one, so an old cache can be reused (e.g. to branch).
-    ``owner`` is the id of the model that made it.
-    Used in: Q23 (transformer/q23_kv_cache).
-    """
-
-    keys: tuple[Tensor, ...]
-    values: tuple[Tensor, ...]
-    owner: int
-
-    @property
-    def length(self) -> int:
-        """``m``, the number of cached positions."""
-        return self.keys[0].shape[2]
-
-    @property
-    def batch_size(self) -> int:
-        return self.keys[0].shape[0]
-
-    def nbytes(self) -> int:
-        """Bytes held: ``2 * n_layer * B * h * m * d_k * bytes per element``."""
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
 class CausalSelfAttention(MultiHeadAttention):
