@@ -31,6 +31,7 @@ from .q09_attention_vs_fully_connected import check_token_mixing_matrix
 from .q10_multi_head_dimensions import check_split_heads
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
 from .q14_encoder_decoder_masks import check_decoder_self_mask
+from .q15_bert_encoder_or_decoder import check_bert_parameter_count
 from .q23_kv_cache import check_cached_attention_step
 
 __all__ = [
@@ -52,4 +53,5 @@ __all__ = [
     "check_softmax_jacobian",
     "check_decoder_self_mask",
     "check_cached_attention_step",
+    "check_bert_parameter_count",
 ]
