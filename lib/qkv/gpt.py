@@ -11,7 +11,7 @@ reproduces its logits:
   (Hugging Face's ``"gelu_new"``);
 - a final LayerNorm and an output layer tied to the token embedding (:func:`qkv.tying.tie`).
 
-Decoding with a :class:`KVCache`: past keys and values never change under a causal
+Decoding with a :class:`~qkv.kvcache.KVCache`: past keys and values never change under a causal
 mask, so each layer keeps them and a step computes q, k, v for the new tokens only
 (queries are never cached). Names follow Hugging Face's ``GPT2Config``;
 ``n_embd`` is ``d_model``, ``n_head`` is ``h``, ``vocab_size`` is ``V``.
@@ -168,7 +168,8 @@ class GPT(nn.Module):
         Args:
             input_ids: ``(B, n)`` token ids in ``[0, vocab_size)``; with a cache of length
                 ``m0``, positions ``m0 .. m0 + n - 1`` (``m0 + n <= n_positions``).
-            cache: the :class:`KVCache` this model returned for the earlier tokens, or None.
+            cache: the :class:`~qkv.kvcache.KVCache` this model returned for the earlier
+                tokens, or None.
             attention_mask: optional ``(B, m0 + n)`` of 0/1 (1 = real token) over past and
                 new tokens, as in Hugging Face: padding keys are hidden from every query.
                 Positions still count from 0 as in Hugging Face's forward without
@@ -235,7 +236,7 @@ def greedy_generate(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Append ``max_new_tokens`` arg-max tokens to ``input_ids (B, n)``, one step at a time.
 
-    With ``use_cache`` each step feeds only the newest token and the :class:`KVCache`;
+    With ``use_cache`` each step feeds only the newest token and the :class:`~qkv.kvcache.KVCache`;
     without it each step reruns the whole sequence. Both give the same tokens.
 
     Returns:

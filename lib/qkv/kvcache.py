@@ -30,7 +30,7 @@ __all__ = ["KVCache", "kv_cache_bytes", "decode_step_seconds"]
 class KVCache:
     """Every layer's past keys and values (no queries): ``keys[l], values[l]: (B, h, m, d_k)``.
 
-    ``m`` is the number of tokens seen so far. A cache is immutable: :meth:`GPT.forward`
+    ``m`` is the number of tokens seen so far. A cache is immutable: :meth:`qkv.gpt.GPT.forward`
     returns a new, longer one, so an old cache can be reused (e.g. to branch).
     ``owner`` is the id of the model that made it.
     Used in: Q23 (transformer/q23_kv_cache).
