@@ -32,6 +32,7 @@ from .q10_multi_head_dimensions import check_split_heads
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
 from .q14_encoder_decoder_masks import check_decoder_self_mask
 from .q15_bert_encoder_or_decoder import check_bert_parameter_count
+from .q18_nonlinearity import check_gelu
 from .q23_kv_cache import check_cached_attention_step
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "check_decoder_self_mask",
     "check_cached_attention_step",
     "check_bert_parameter_count",
+    "check_gelu",
 ]
