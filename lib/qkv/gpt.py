@@ -30,7 +30,6 @@ from qkv._checks import check_int
 from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
 from qkv.kvcache import KVCache
 from qkv.masks import causal_mask, key_mask
-from qkv.models import _check_ids, _check_positive_ints, _check_probability
 from qkv.tying import tie
 
 __all__ = ["GPTConfig", "KVCache", "GPT", "greedy_generate", "gpt_from_hf_state_dict"]
@@ -57,15 +56,15 @@ class GPTConfig:
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_positive_ints(
-            vocab_size=self.vocab_size, n_positions=self.n_positions, n_embd=self.n_embd,
-            n_layer=self.n_layer, n_head=self.n_head, n_inner=self.d_ff,
-        )  # fmt: skip
+        sizes = dict(vocab_size=self.vocab_size, n_positions=self.n_positions, n_embd=self.n_embd,
+                     n_layer=self.n_layer, n_head=self.n_head, n_inner=self.d_ff)  # fmt: skip
+        for name, value in sizes.items():
+            check_int(name, value, 1)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not a multiple of n_head={self.n_head}")
-        _check_probability(
-            resid_pdrop=self.resid_pdrop, embd_pdrop=self.embd_pdrop, attn_pdrop=self.attn_pdrop
-        )
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.layer_norm_epsilon > 0:
             raise ValueError(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon}")
 
@@ -178,11 +177,7 @@ class GPT(nn.Module):
         Returns:
             ``logits (B, n, V)`` and the new cache, ``m = m0 + n`` positions.
         """
-        cfg = self.config
-        _check_ids(input_ids, cfg.vocab_size, cfg.n_positions, "input_ids")
-        B, n = input_ids.shape
-        if n == 0:
-            raise ValueError("input_ids must hold at least one token per sequence, got (B, 0)")
+        B, n = self._check_input_ids(input_ids)
         m0 = self._check_cache(cache, B, n)
         m = m0 + n
         mask = None if n == 1 else causal_mask(n, m, device=input_ids.device)[None, None]
@@ -204,6 +199,24 @@ class GPT(nn.Module):
             values.append(v)
         logits = self.lm_head(self.ln_f(x))  # (B, n, d_model) -> (B, n, V)
         return logits, KVCache(tuple(keys), tuple(values), id(self))
+
+    def _check_input_ids(self, input_ids: Tensor) -> tuple[int, int]:
+        """Return ``(B, n)`` of integer ids in ``[0, V)`` with ``1 <= n <= n_positions``."""
+        if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or (
+            input_ids.dtype == torch.bool
+        ):
+            got = input_ids.dtype if isinstance(input_ids, Tensor) else type(input_ids).__name__
+            raise TypeError(f"input_ids must be an integer tensor of token ids, got {got}")
+        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids must be (B, n) with n >= 1, got {tuple(input_ids.shape)}")
+        B, n = input_ids.shape
+        V, max_len = self.config.vocab_size, self.config.n_positions
+        if n > max_len:
+            raise ValueError(f"input_ids has length {n} > the maximum of {max_len} positions")
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= V:
+            raise ValueError(f"input_ids must be in [0, {V}), got values in [{low}, {high}]")
+        return B, n
 
     def _check_cache(self, cache: KVCache | None, batch_size: int, n: int) -> int:
         """Return the cache length ``m0`` after checking it fits this model and batch."""
