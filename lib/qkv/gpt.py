@@ -300,7 +300,7 @@ def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) 
     Returns:
         A :class:`GPT` in eval mode on the device and dtype of ``wte``.
 
-    Used in: Q23 (transformer/q23_kv_cache).
+    Used in: tests/test_gpt.py (the Hugging Face reference check of the chapter's model).
     """
     state = {k.removeprefix("transformer."): v for k, v in state_dict.items()}
     state = {k: v for k, v in state.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
