@@ -22,6 +22,7 @@ chapter to ``{ref}`robustness-qNN```.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import operator
@@ -245,6 +246,44 @@ CLAIMS += [
           _q12_qk_norm("d_growth"), "<", 1e-3, Q12_SEEDS),
     Claim("q12-qk-norm-d-gain", Q12, "QK-norm: ∂H/∂gain at gain 1 (nats)",
           _q12_qk_norm("d_gain"), "<", -1, Q12_SEEDS),
+]  # fmt: skip
+
+
+# Q20: qkv.longtext_task, one trained window classifier per seed, every remedy evaluated.
+Q20 = "q20_long_text"
+
+
+@functools.cache
+def _q20_results(seed: int) -> dict:
+    from qkv.longtext_task import compare
+
+    return compare(seed, device="cpu")
+
+
+def _q20(key: str) -> Callable[[int], float]:
+    positions = ("start", "middle", "end")
+    windows = [(s, p) for s in ("windows (mean)", "windows (max)") for p in positions]
+    picks = {
+        "windows": lambda r: min(r[k] for k in windows),
+        "head-end": lambda r: r[("head", "end")],
+        "tail-start": lambda r: r[("tail", "start")],
+        "head+tail-middle": lambda r: r[("head+tail", "middle")],
+        "kept": lambda r: min(r[("head", "start")], r[("tail", "end")], r[("head+tail", "end")]),
+    }
+    return lambda seed: picks[key](_q20_results(seed))
+
+
+CLAIMS += [
+    Claim("q20-windows", Q20, "sliding windows (mean or max): lowest accuracy over positions",
+          _q20("windows"), ">", 0.95),
+    Claim("q20-kept", Q20, "truncation with the evidence kept: lowest accuracy",
+          _q20("kept"), ">", 0.95),
+    Claim("q20-head-end", Q20, "head truncation, evidence at the end: accuracy",
+          _q20("head-end"), "<", 0.65),
+    Claim("q20-tail-start", Q20, "tail truncation, evidence at the start: accuracy",
+          _q20("tail-start"), "<", 0.65),
+    Claim("q20-head-tail-middle", Q20, "head+tail truncation, evidence in the middle: accuracy",
+          _q20("head+tail-middle"), "<", 0.65),
 ]  # fmt: skip
 
 
