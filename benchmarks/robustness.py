@@ -70,6 +70,33 @@ def holds(op: str, value: float, margin: float) -> bool:
 # Every claim of the book, in chapter order. The ``measure`` functions live in qkv.
 CLAIMS: list[Claim] = []
 
+CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
+    Claim(
+        id="q05-rnn-default-init",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, PyTorch's default init: influence of position 0 / position 23",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "default"),
+        op="<",
+        margin=1e-5,
+    ),
+    Claim(
+        id="q05-rnn-orthogonal-more",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (more reach)",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
+        op=">",
+        margin=1e-5,
+    ),
+    Claim(
+        id="q05-rnn-orthogonal-still-decays",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (still decays)",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
+        op="<",
+        margin=1e-2,
+    ),
+]
+
 
 def run(claim: Claim) -> dict:
     """Measure ``claim`` over its seeds; the record stored in the JSON file."""
