@@ -97,6 +97,27 @@ CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN 
     ),
 ]
 
+CLAIMS += [  # Q7: how sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64)
+    Claim(
+        id="q07-dot-nearly-one-hot",
+        chapter="q07_attention_variants",
+        text="unscaled dot product: mean largest attention weight",
+        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "dot"),
+        op=">",
+        margin=0.6,
+        seeds=tuple(range(20)),
+    ),
+    Claim(
+        id="q07-scaled-dot-spread-out",
+        chapter="q07_attention_variants",
+        text="scaled dot product: mean largest attention weight",
+        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "scaled dot"),
+        op="<",
+        margin=0.45,
+        seeds=tuple(range(20)),
+    ),
+]
+
 
 def run(claim: Claim) -> dict:
     """Measure ``claim`` over its seeds; the record stored in the JSON file."""

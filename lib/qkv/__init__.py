@@ -42,7 +42,7 @@ __all__ = ["device", "seed_everything", "__version__"]
 _SUBMODULES = frozenset(
     {
         "attention", "complexity", "data", "exercises", "longtext", "masks", "mlm", "models",
-        "plot", "quiz", "tokenization", "train", "tying", "warmup",
+        "plot", "quiz", "scoring", "tokenization", "train", "tying", "warmup",
     }
 )  # fmt: skip
 
