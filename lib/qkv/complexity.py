@@ -113,7 +113,7 @@ def best_seconds(fn: Callable[[], object], repeats: int = 3, *, clock: str = "wa
 
     ``clock="wall"`` measures elapsed time and waits for CUDA kernels before and
     after each call, so GPU work is counted. ``clock="cpu"`` measures the CPU
-    time of this process (all its threads, :func:`time.process_time`): the work
+    time of this process (all its threads, ``time.process_time``): the work
     done on the CPU, which other programs competing for the cores do not inflate.
     Used in: Q5.
     """
