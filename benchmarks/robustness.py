@@ -72,6 +72,54 @@ def holds(op: str, value: float, margin: float) -> bool:
 # Every claim of the book, in chapter order. The ``measure`` functions live in qkv.
 CLAIMS: list[Claim] = []
 
+CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
+    Claim(
+        id="q05-rnn-default-init",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, PyTorch's default init: influence of position 0 / position 23",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "default"),
+        op="<",
+        margin=1e-5,
+    ),
+    Claim(
+        id="q05-rnn-orthogonal-more",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (more reach)",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
+        op=">",
+        margin=1e-5,
+    ),
+    Claim(
+        id="q05-rnn-orthogonal-still-decays",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (still decays)",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
+        op="<",
+        margin=1e-2,
+    ),
+]
+
+CLAIMS += [  # Q7: how sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64)
+    Claim(
+        id="q07-dot-nearly-one-hot",
+        chapter="q07_attention_variants",
+        text="unscaled dot product: mean largest attention weight",
+        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "dot"),
+        op=">",
+        margin=0.6,
+        seeds=tuple(range(20)),
+    ),
+    Claim(
+        id="q07-scaled-dot-spread-out",
+        chapter="q07_attention_variants",
+        text="scaled dot product: mean largest attention weight",
+        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "scaled dot"),
+        op="<",
+        margin=0.45,
+        seeds=tuple(range(20)),
+    ),
+]
+
 
 # Q9: the two toy mixers of qkv.mixing, as in the chapter (L = 7, d = 12).
 Q09 = "q09_attention_vs_fully_connected"

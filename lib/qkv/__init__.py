@@ -41,8 +41,8 @@ __all__ = ["device", "seed_everything", "__version__"]
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
 _SUBMODULES = frozenset(
     {
-        "attention", "data", "exercises", "gpt", "kvcache", "longtext", "masks", "mlm", "models",
-        "plot", "quiz", "tokenization", "train", "tying", "warmup",
+        "attention", "complexity", "data", "exercises", "gpt", "kvcache", "longtext", "masks",
+        "mlm", "models", "plot", "quiz", "scoring", "tokenization", "train", "tying", "warmup",
     }
 )  # fmt: skip
 
