@@ -42,7 +42,7 @@ __all__ = ["device", "seed_everything", "__version__"]
 _SUBMODULES = frozenset(
     {
         "attention", "data", "exercises", "longtext", "masks", "mlm", "models",
-        "plot", "quiz", "tokenization", "train", "tying", "warmup",
+        "plot", "pooling", "quiz", "tokenization", "train", "tying", "warmup",
     }
 )  # fmt: skip
 

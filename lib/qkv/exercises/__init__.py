@@ -31,6 +31,8 @@ from .q09_attention_vs_fully_connected import check_token_mixing_matrix
 from .q10_multi_head_dimensions import check_split_heads
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
 from .q15_bert_encoder_or_decoder import check_bert_parameter_count
+from .q16_mask_rate import check_bert_masking
+from .q17_cls_token import check_mean_pooling
 from .q18_nonlinearity import check_gelu
 
 __all__ = [
@@ -51,5 +53,7 @@ __all__ = [
     "check_split_heads",
     "check_softmax_jacobian",
     "check_bert_parameter_count",
+    "check_bert_masking",
+    "check_mean_pooling",
     "check_gelu",
 ]
