@@ -349,6 +349,24 @@ CLAIMS += [
 ]  # fmt: skip
 
 
+# Q26: the bag-of-words probe of qkv.sentence_pairs on NSP and SOP pairs.
+Q26 = "q26_bert_inputs_and_pretraining_tasks"
+
+
+def _q26_bag_of_words(task: str) -> Callable[[int], float]:
+    from qkv.sentence_pairs import bag_of_words_accuracy
+
+    return lambda seed: bag_of_words_accuracy(task, seed)
+
+
+CLAIMS += [
+    Claim("q26-nsp-bag-of-words", Q26, "bag of words on NSP: held-out accuracy",
+          _q26_bag_of_words("nsp"), ">", 0.7),
+    Claim("q26-sop-bag-of-words", Q26, "bag of words on SOP: held-out accuracy",
+          _q26_bag_of_words("sop"), "<", 0.6),
+]  # fmt: skip
+
+
 def run(claim: Claim) -> dict:
     """Measure ``claim`` over its seeds; the record stored in the JSON file."""
     values = []

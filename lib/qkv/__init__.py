@@ -41,7 +41,7 @@ __all__ = ["device", "seed_everything", "__version__"]
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
 _SUBMODULES = frozenset(
     {
-        "attention", "data", "exercises", "longtext", "masks", "mlm", "models",
+        "attention", "data", "exercises", "gpt", "kvcache", "longtext", "masks", "mlm", "models",
         "plot", "pooling", "quiz", "tokenization", "train", "tying", "warmup",
     }
 )  # fmt: skip
