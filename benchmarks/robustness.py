@@ -254,7 +254,7 @@ Q16 = "q16_mask_rate"
 Q16_SEEDS = tuple(range(6))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _q16_run(rate: float, hide: str, steps: int, seed: int):
     from qkv.mlm import train_masked_lm
 
@@ -305,7 +305,7 @@ Q17 = "q17_cls_token"
 Q17_SEEDS = tuple(range(8))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _q17_run(pooling: str, frozen: bool, seed: int):
     from qkv.pooling import train_pooling
 
