@@ -293,6 +293,8 @@ CLAIMS += [
           _q16_gap(0.4, 0.05), ">", 0.3, Q16_SEEDS),
     Claim("q16-15-vs-5", Q16, "150 steps: accuracy at 15% − accuracy at 5%",
           _q16_gap(0.15, 0.05), ">", 0.15, Q16_SEEDS),
+    Claim("q16-40-vs-15", Q16, "150 steps: accuracy at 40% − accuracy at 15%",
+          _q16_gap(0.4, 0.15), ">", 0.0, Q16_SEEDS),
     Claim("q16-40-vs-80", Q16, "150 steps: accuracy at 40% − accuracy at 80%",
           _q16_gap(0.4, 0.8), ">", 0.05, Q16_SEEDS),
     Claim("q16-below-bayes", Q16, "input hiding: largest accuracy − Bayes accuracy over the rates",
