@@ -29,7 +29,10 @@ from .q07_attention_variants import check_rotary
 from .q08_padding_mask import check_padding_mask
 from .q09_attention_vs_fully_connected import check_token_mixing_matrix
 from .q10_multi_head_dimensions import check_split_heads
+from .q11_weight_sharing import check_tied_gradient
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
+from .q21_positional_encodings import check_sinusoidal_table
+from .q25_weaknesses import check_attention_flops
 
 __all__ = [
     "Case",
@@ -47,5 +50,8 @@ __all__ = [
     "check_padding_mask",
     "check_token_mixing_matrix",
     "check_split_heads",
+    "check_tied_gradient",
     "check_softmax_jacobian",
+    "check_sinusoidal_table",
+    "check_attention_flops",
 ]
