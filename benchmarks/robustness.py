@@ -71,6 +71,50 @@ def holds(op: str, value: float, margin: float) -> bool:
 CLAIMS: list[Claim] = []
 
 
+def _q21(seed: int) -> dict[str, list[float]]:
+    from qkv.length_generalization import length_generalization
+
+    return length_generalization(seed).accuracy
+
+
+def _q25(seed: int) -> dict[str, list[float]]:
+    from qkv.inductive_bias import locality_experiment
+
+    return locality_experiment(seed)
+
+
+CLAIMS += [
+    Claim(
+        "q21-positions-needed",
+        "q21_positional_encodings",
+        "offset copy at the training length (16): accuracy of the worst model with positions "
+        "(learned, sinusoidal, RoPE) minus that of the model without positions",
+        lambda s: min(_q21(s)[k][0] for k in ("learned", "sinusoidal", "rope")) - _q21(s)["none"][0],
+        ">",
+        0.4,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q21-sinusoidal-at-4x",
+        "q21_positional_encodings",
+        "sinusoidal model trained on 16 tokens: copy accuracy at 64 tokens",
+        lambda s: _q21(s)["sinusoidal"][2],
+        "<",
+        0.6,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q21-rope-vs-sinusoidal-at-2x",
+        "q21_positional_encodings",
+        "copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal",
+        lambda s: _q21(s)["rope"][1] - _q21(s)["sinusoidal"][1],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+]
+
+
 def run(claim: Claim) -> dict:
     """Measure ``claim`` over its seeds; the record stored in the JSON file."""
     values = []
