@@ -89,7 +89,9 @@ CLAIMS += [
         "q21_positional_encodings",
         "offset copy at the training length (16): accuracy of the worst model with positions "
         "(learned, sinusoidal, RoPE) minus that of the model without positions",
-        lambda s: min(_q21(s)[k][0] for k in ("learned", "sinusoidal", "rope")) - _q21(s)["none"][0],
+        lambda s: (
+            min(_q21(s)[k][0] for k in ("learned", "sinusoidal", "rope")) - _q21(s)["none"][0]
+        ),
         ">",
         0.4,
         seeds=tuple(range(5)),
