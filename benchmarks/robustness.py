@@ -114,6 +114,37 @@ CLAIMS += [
         0.2,
         seeds=tuple(range(5)),
     ),
+    Claim(
+        "q25-small-data-gap",
+        "q25_weaknesses",
+        "window-sum tagging with 8 training sequences: accuracy of the convolution minus "
+        "that of full attention",
+        lambda s: _q25(s)["convolution"][0] - _q25(s)["full attention"][0],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q25-small-data-window-gap",
+        "q25_weaknesses",
+        "same, windowed attention (window 1) minus full attention",
+        lambda s: _q25(s)["windowed attention"][0] - _q25(s)["full attention"][0],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q25-gap-narrows",
+        "q25_weaknesses",
+        "convolution minus full attention: the gap with 512 sequences minus the gap with 8",
+        lambda s: (
+            (_q25(s)["convolution"][2] - _q25(s)["full attention"][2])
+            - (_q25(s)["convolution"][0] - _q25(s)["full attention"][0])
+        ),
+        "<",
+        0.0,
+        seeds=tuple(range(5)),
+    ),
 ]
 
 
