@@ -27,7 +27,7 @@ def check_sinusoidal_table(fn: Callable[[int, int], torch.Tensor]) -> Verdict:
     ``fn`` must return the float32 ``(max_len, d_model)`` table of Vaswani et al.
     2017 §3.5: ``PE[pos, 2i] = sin(pos / 10000^(2i/d_model))`` and
     ``PE[pos, 2i+1] = cos(pos / 10000^(2i/d_model))`` (an odd ``d_model`` ends with
-    one extra sine column). Compared with :func:`qkv.positions`' table, long
+    one extra sine column). Compared with the book's own table, long
     tables included, where a wrong frequency shows.
 
     Used in: Q21 (chapters/transformer/q21_positional_encodings).
