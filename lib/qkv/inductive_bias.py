@@ -36,7 +36,10 @@ LOCALITY_MODELS = ("convolution", "full attention", "windowed attention")
 
 
 class TagBatch(NamedTuple):
-    """``inputs (B, L)`` bits and ``labels (B, L)`` window sums in ``0 .. 3``."""
+    """``inputs (B, L)`` bits and ``labels (B, L)`` window sums in ``0 .. 3``.
+
+    Used in: Q25 (transformer/q25_weaknesses).
+    """
 
     inputs: Tensor
     labels: Tensor

@@ -30,7 +30,10 @@ __all__ = ["CopyBatch", "offset_copy", "LengthResult", "length_generalization"]
 
 
 class CopyBatch(NamedTuple):
-    """``inputs (B, L)`` token ids and ``targets (B, L)``: ``inputs`` shifted by the offset."""
+    """``inputs (B, L)`` token ids and ``targets (B, L)``: ``inputs`` shifted by the offset.
+
+    Used in: Q21 (transformer/q21_positional_encodings).
+    """
 
     inputs: Tensor
     targets: Tensor
@@ -92,6 +95,8 @@ class LengthResult:
             held-out sequences; chance is ``1 / vocab_size``). The ``"learned"`` scheme has
             an entry only for lengths it can run.
         errors: ``scheme -> the error message`` it raised at a longer length.
+
+    Used in: Q21 (transformer/q21_positional_encodings).
     """
 
     train_len: int
