@@ -96,3 +96,35 @@ def test_bad_configurations(kwargs, error, match) -> None:
 def test_bad_ids(device) -> None:
     with pytest.raises(TypeError, match="integer tensor"):
         _model(device)(torch.zeros(2, 3, device=device))
+
+
+@pytest.mark.parametrize("position", ["rope", "alibi", "sinusoidal", "learned"])
+def test_forward_matches_a_reference_built_on_torch_sdpa(position, device) -> None:
+    """One layer written out with torch's scaled_dot_product_attention as the reference."""
+    import torch.nn.functional as F
+
+    from qkv.models import sinusoidal_positions
+    from qkv.positions import apply_rotary
+
+    model = _model(device, position=position, n_heads=2, n_layers=1)
+    ids = torch.randint(0, 11, (3, 7), device=device)
+    block, L = model.blocks[0], ids.shape[1]
+    with torch.no_grad():
+        x = model.embed(ids)
+        if position == "learned":
+            x = x + model.pos_embed.weight[:L]
+        if position == "sinusoidal":
+            x = x + sinusoidal_positions(L, 12, device=device)
+        q, k, v = block.qkv(block.norm1(x)).split(12, dim=-1)
+        q, k, v = (t.view(3, L, 2, 6).transpose(1, 2) for t in (q, k, v))  # (B, h, L, d_k)
+        if position == "rope":
+            q, k = apply_rotary(q), apply_rotary(k)
+        bias = torch.zeros(2, L, L, device=device)
+        if position == "alibi":
+            bias = alibi_bias(2, L, device=device)
+        bias = bias + to_additive(causal_mask(L, device=device))
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
+        x = x + block.out(attended.transpose(1, 2).reshape(3, L, 12))
+        x = x + block.ffn(block.norm2(x))
+        expected = model.head(model.norm(x))
+        assert torch.allclose(model(ids), expected, atol=1e-5)
