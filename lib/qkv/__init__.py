@@ -41,9 +41,9 @@ __all__ = ["device", "seed_everything", "__version__"]
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
 _SUBMODULES = frozenset(
     {
-        "attention", "data", "exercises", "gpt", "inductive_bias", "kvcache",
+        "attention", "complexity", "data", "exercises", "gpt", "inductive_bias", "kvcache",
         "length_generalization", "longtext", "masks", "mlm", "models", "plot", "quiz",
-        "tiny_transformer", "tokenization", "train", "tying", "warmup",
+        "scoring", "tiny_transformer", "tokenization", "train", "tying", "warmup",
     }
 )  # fmt: skip
 

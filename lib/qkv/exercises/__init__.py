@@ -34,6 +34,7 @@ from .q12_scaling_sqrt_dk import check_softmax_jacobian
 from .q14_encoder_decoder_masks import check_decoder_self_mask
 from .q15_bert_encoder_or_decoder import check_bert_parameter_count
 from .q18_nonlinearity import check_gelu
+from .q20_long_text import check_sliding_windows
 from .q21_positional_encodings import check_sinusoidal_table
 from .q23_kv_cache import check_cached_attention_step
 from .q25_weaknesses import check_attention_flops
@@ -61,6 +62,7 @@ __all__ = [
     "check_cached_attention_step",
     "check_bert_parameter_count",
     "check_gelu",
+    "check_sliding_windows",
     "check_sinusoidal_table",
     "check_attention_flops",
     "check_bert_input_sum",
