@@ -41,8 +41,9 @@ __all__ = ["device", "seed_everything", "__version__"]
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
 _SUBMODULES = frozenset(
     {
-        "attention", "data", "exercises", "gpt", "kvcache", "longtext", "masks", "mlm", "models",
-        "plot", "pooling", "quiz", "tokenization", "train", "tying", "warmup",
+        "attention", "complexity", "data", "exercises", "gpt", "inductive_bias", "kvcache",
+        "length_generalization", "longtext", "masks", "mlm", "models", "plot", "pooling", "quiz",
+        "scoring", "tiny_transformer", "tokenization", "train", "tying", "warmup",
     }
 )  # fmt: skip
 
