@@ -20,9 +20,13 @@ All tasks share one table of special token ids; a task's own tokens start at
 from __future__ import annotations
 
 from importlib import resources
+from numbers import Integral
 from typing import NamedTuple
 
 import torch
+
+from qkv._checks import check_int
+from qkv._checks import check_positive_ints as _check_positive
 
 __all__ = [
     "PAD_ID",
@@ -81,15 +85,9 @@ def _generator(generator: torch.Generator | int) -> torch.Generator:
         if generator.device.type != "cpu":
             raise ValueError(f"generator must be a CPU generator, got one on {generator.device}")
         return generator
-    if isinstance(generator, int) and not isinstance(generator, bool) and generator >= 0:
-        return torch.Generator().manual_seed(generator)
+    if isinstance(generator, Integral) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(check_int("generator (a seed)", generator, 0))
     raise TypeError(f"generator must be a torch.Generator or an int seed >= 0, got {generator!r}")
-
-
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _random_lengths(
@@ -384,8 +382,7 @@ def long_documents(
     Vocabulary: ``N_SPECIAL + n_classes + n_noise``. Used in: Q20 (chapters/bert/q20_long_text).
     """
     _check_positive(batch_size=batch_size, length=length, n_noise=n_noise)
-    if not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
+    n_classes = check_int("n_classes", n_classes, 2)
     tenth = max(1, length // 10)
     regions = {
         "start": (0, tenth),
@@ -393,7 +390,8 @@ def long_documents(
         "end": (length - tenth, length),
         "random": (0, length),
     }
-    if isinstance(position, int) and not isinstance(position, bool):
+    if isinstance(position, Integral) and not isinstance(position, bool):
+        position = int(position)
         if not 0 <= position < length:
             raise ValueError(f"position must be in [0, {length}), got {position}")
         low, high = position, position + 1

@@ -21,7 +21,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from ._checks import check_int
+from ._checks import check_dim, check_int
 
 __all__ = [
     "truncate",
@@ -142,7 +142,10 @@ def aggregate(logits: torch.Tensor, how: str = "mean", *, dim: int = 0) -> torch
         raise TypeError(f"logits must be a floating-point tensor, got {got}")
     if how not in ("mean", "max"):
         raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
-    if logits.dim() == 0 or logits.shape[dim] == 0:
+    if logits.dim() == 0:
+        raise ValueError("logits must have a window dimension, got a 0-d tensor")
+    dim = check_dim("dim", dim, logits.dim())
+    if logits.shape[dim] == 0:
         raise ValueError(f"logits need at least one window along dim {dim}, got {logits.shape}")
     return logits.mean(dim) if how == "mean" else logits.amax(dim)
 

@@ -25,6 +25,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
+import torch
+
+from qkv._checks import check_int
+
 __all__ = [
     "SPECIAL_TOKENS",
     "PAD",
@@ -112,10 +116,22 @@ class Tokenizer:
         return [self.token_to_id.get(token, self.unk_id) for token in self.tokenize(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Return the text of ``ids`` (special tokens are written out, e.g. ``[UNK]``)."""
+        """Return the text of ``ids`` (special tokens are written out, e.g. ``[UNK]``).
+
+        ``ids``: a list of ints (NumPy integers too) or a 1-D integer tensor; a float
+        such as ``5.9``, a bool or a string is a ``TypeError``, never rounded to an id.
+        """
+        if isinstance(ids, torch.Tensor):
+            if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+                raise TypeError(f"ids must be an integer tensor, got dtype {ids.dtype}")
+            if ids.dim() != 1:
+                raise ValueError(f"ids must be 1-D (one sequence), got shape {tuple(ids.shape)}")
+            ids = ids.tolist()
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise TypeError(f"ids must be a sequence of int token ids, got {ids!r}")
         tokens = []
         for i in ids:
-            i = int(i)
+            i = check_int("token id", i)
             if not 0 <= i < self.vocab_size:
                 raise ValueError(f"token id must be in [0, {self.vocab_size}), got {i}")
             tokens.append(self.vocab[i])
@@ -278,6 +294,14 @@ class BPETokenizer(Tokenizer):
     def __init__(self, vocab: Sequence[str], merges: Sequence[tuple[str, str]]):
         super().__init__(vocab)
         self.merges: list[tuple[str, str]] = [tuple(m) for m in merges]
+        for rank, (left, right) in enumerate(self.merges):
+            # a merge must build a token of the vocabulary: otherwise encoding would
+            # silently turn every word that contains it into [UNK]
+            if left + right not in self.token_to_id:
+                raise ValueError(
+                    f"merge {rank} ({left!r}, {right!r}) builds {left + right!r}, "
+                    "which is not in vocab: every merge result must be a token"
+                )
         # a lower rank was learned earlier and is applied first
         self.merge_rank: dict[tuple[str, str], int] = {m: r for r, m in enumerate(self.merges)}
 

@@ -14,13 +14,13 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from numbers import Integral
 from typing import Any
 
 import torch
 from torch import nn
 
 import qkv
+from qkv._checks import check_int
 from qkv.warmup import lambda_lr, linear_warmup_constant
 
 __all__ = ["TrainConfig", "History", "train", "evaluate"]
@@ -62,9 +62,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name, minimum in (("steps", 1), ("seed", 0), ("log_every", 1), ("warmup_steps", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+            setattr(self, name, check_int(name, getattr(self, name), minimum))
         for name in ("lr", "weight_decay", "max_seconds", "grad_clip"):
             value = getattr(self, name)
             optional = name in ("max_seconds", "grad_clip")

@@ -28,15 +28,17 @@ __all__ = [
 ]
 
 
-def _check_schedule(step: int, warmup_steps: int, total_steps: int) -> None:
-    check_int("step", step, 0)
-    check_int("total_steps", total_steps, 1)
-    check_int("warmup_steps", warmup_steps, 0)
+def _check_schedule(step: int, warmup_steps: int, total_steps: int) -> tuple[int, int, int]:
+    """Return the three as Python ints (a NumPy step then gives a Python float)."""
+    step = check_int("step", step, 0)
+    total_steps = check_int("total_steps", total_steps, 1)
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
     if warmup_steps > total_steps:
         raise ValueError(
             f"warmup_steps must be <= total_steps, got warmup_steps={warmup_steps} "
             f"> total_steps={total_steps}"
         )
+    return step, warmup_steps, total_steps
 
 
 def linear_warmup_constant(step: int, warmup_steps: int) -> float:
@@ -66,7 +68,7 @@ def linear_warmup_linear_decay(step: int, warmup_steps: int, total_steps: int) -
         the multiplier of the peak learning rate, in [0, 1].
     Used in: Q19 (chapters/bert/q19_warmup).
     """
-    _check_schedule(step, warmup_steps, total_steps)
+    step, warmup_steps, total_steps = _check_schedule(step, warmup_steps, total_steps)
     if step < warmup_steps:
         return step / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
@@ -90,7 +92,7 @@ def linear_warmup_cosine_decay(
         the multiplier of the peak learning rate, in [0, 1].
     Used in: Q19 (chapters/bert/q19_warmup).
     """
-    _check_schedule(step, warmup_steps, total_steps)
+    step, warmup_steps, total_steps = _check_schedule(step, warmup_steps, total_steps)
     if not isinstance(num_cycles, int | float) or not num_cycles > 0 or math.isinf(num_cycles):
         raise ValueError(f"num_cycles must be a finite number > 0, got {num_cycles!r}")
     if step < warmup_steps:
