@@ -156,6 +156,9 @@ def test_special_ids_may_be_a_tensor_and_int32_input_works():
         ({"special_ids": (0, 120)}, ValueError, r"special id must be in \[0, vocab_size"),
         ({"vocab_size": 0}, ValueError, "vocab_size must be a positive int"),
         ({"generator": 3}, TypeError, "generator must be a torch.Generator"),
+        ({"special_ids": None}, TypeError, r"special_ids must be an iterable .*\[\] if there are"),
+        ({"special_ids": 0}, TypeError, "special_ids must be an iterable of token ids"),
+        ({"vocab_size": 99.0}, TypeError, "vocab_size must be an int, got float"),
     ],
 )
 def test_bad_arguments(change, error, match):

@@ -363,6 +363,13 @@ def test_bert_is_reexported_by_models_in_either_import_order():
         (lambda: Bert(TINY)(torch.zeros(2, 5)), TypeError, "integer tensor of token ids"),
         (lambda: Bert(TINY)(torch.zeros(5, dtype=torch.long)), ValueError, r"\(B, L\), got"),
         (
+            lambda: Bert(TINY)(torch.zeros(2, 0, dtype=torch.long)),
+            ValueError,
+            r"input_ids must hold at least one token per sequence, got shape \(B, 0\)",
+        ),
+        (lambda: TransformerEncoderLayer(D, H, FF, True), TypeError, "dropout must be a number"),
+        (lambda: PositionwiseFeedForward(D, 37.0), TypeError, "d_ff must be an int, got float"),
+        (
             lambda: Bert(TINY)(torch.zeros(2, 5, dtype=torch.long), torch.full((2, 5), 3)),
             ValueError,
             r"token_type_ids must be in \[0, 3\)",
