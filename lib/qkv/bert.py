@@ -40,7 +40,6 @@ class BertConfig:
 
     ``hidden_size`` is ``d_model``, ``num_attention_heads`` is ``h``,
     ``intermediate_size`` is ``d_ff``, ``vocab_size`` is ``V``.
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
     """
 
     vocab_size: int = 30522
@@ -98,8 +97,6 @@ def bert_parameter_breakdown(config: BertConfig) -> dict[str, int]:
 
     Returns:
         ``{"embeddings", "per_layer", "encoder", "pooler", "total"}``.
-
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
     """
     H, intermediate = config.hidden_size, config.intermediate_size
     tables = config.vocab_size + config.max_position_embeddings + config.type_vocab_size
@@ -119,10 +116,7 @@ def bert_parameter_breakdown(config: BertConfig) -> dict[str, int]:
 
 
 def bert_parameter_count(config: BertConfig) -> int:
-    """Total number of BERT parameters, analytically: 109,482,240 for BERT-base.
-
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
-    """
+    """Total number of BERT parameters, analytically: 109,482,240 for BERT-base."""
     return bert_parameter_breakdown(config)["total"]
 
 
@@ -130,7 +124,6 @@ class BertEmbeddings(nn.Module):
     """Token + learned position + token-type embeddings, then LayerNorm and dropout.
 
     ``input_ids, token_type_ids: (B, L)`` -> ``(B, L, hidden_size)``.
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -154,9 +147,6 @@ class Bert(nn.Module):
 
     Weights are initialised as in BERT: normal with standard deviation
     ``initializer_range``, zero biases, LayerNorm 1 and 0.
-
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder), Q16 (bert/q16_mask_rate),
-    Q17 (bert/q17_cls_token), Q18 (bert/q18_nonlinearity).
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -280,8 +270,6 @@ def bert_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: BertConfig
 
     Raises:
         ValueError: listing missing and unexpected keys, or a tensor of the wrong shape.
-
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
     """
     state = {k.removeprefix("bert."): v for k, v in state_dict.items()}
     names = _hf_names(config)

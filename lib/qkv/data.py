@@ -68,8 +68,6 @@ def load_corpus(lang: str, split: str = "train") -> list[str]:
     Args:
         lang: ``"en"`` or ``"zh"``.
         split: ``"train"`` or ``"test"``.
-
-    Used in: Q13 (chapters/bert/q13_char_vs_word).
     """
     if lang not in ("en", "zh"):
         raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")
@@ -212,8 +210,6 @@ class MarkovLanguage:
 
     Attributes:
         transition: ``(n_words, n_words)``; row ``i`` is P(next word | word ``i``).
-
-    Used in: Q16 (chapters/bert/q16_mask_rate).
     """
 
     def __init__(self, n_words: int, *, branching: int = 3, seed: int = 0):
@@ -300,7 +296,7 @@ def sequence_classification(
     - ``labels``: ``(B,)`` 0 or 1;
     - ``lengths``: ``(B,)`` real tokens, [CLS] included.
 
-    Vocabulary: ``N_SPECIAL + n_words``. Used in: Q17 (chapters/bert/q17_cls_token).
+    Vocabulary: ``N_SPECIAL + n_words``.
     """
     if rule not in ("majority", "pair"):
         raise ValueError(f"rule must be 'majority' or 'pair', got {rule!r}")
@@ -379,7 +375,7 @@ def long_documents(
     truncation and sliding windows add their own), ``labels (B,)`` in
     ``[0, n_classes)`` and ``evidence_position (B,)``.
 
-    Vocabulary: ``N_SPECIAL + n_classes + n_noise``. Used in: Q20 (chapters/bert/q20_long_text).
+    Vocabulary: ``N_SPECIAL + n_classes + n_noise``.
     """
     _check_positive(batch_size=batch_size, length=length, n_noise=n_noise)
     n_classes = check_int("n_classes", n_classes, 2)

@@ -30,8 +30,6 @@ class PositionwiseFeedForward(nn.Module):
 
     ``act`` is ReLU in the Transformer and GELU (exact, erf form; Hendrycks &
     Gimpel 2016) in BERT. ``x: (B, L, d_model)`` -> ``(B, L, d_model)`` through ``d_ff``.
-
-    Used in: Q18 (bert/q18_nonlinearity).
     """
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "gelu") -> None:
@@ -64,7 +62,7 @@ class TransformerEncoderLayer(nn.Module):
         activation: ``"gelu"`` (BERT) or ``"relu"`` (the original Transformer).
         layer_norm_eps: ``1e-5`` in PyTorch, ``1e-12`` in BERT.
 
-    Used in: Q5, Q15, Q17, Q19.
+    Used in: Q5.
     """
 
     def __init__(
@@ -116,8 +114,6 @@ class TransformerDecoderLayer(nn.Module):
     target tokens after it (Vaswani et al. 2017 §3.2.3); cross-attention may see
     every (real) encoder position, so it takes no causal mask. Residuals,
     LayerNorm and dropout as in :class:`TransformerEncoderLayer`.
-
-    Used in: Q14 (transformer/q14_encoder_decoder_masks).
     """
 
     def __init__(

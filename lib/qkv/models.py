@@ -60,9 +60,6 @@ class EncoderDecoder(nn.Module):
         dropout, norm_first, activation: as in :class:`TransformerEncoderLayer`.
         max_len: longest source or target sequence.
         tie_output: share the output projection with the target embedding.
-
-    Used in: Q3 (attention/q03_attention_vs_seq2seq), Q11 (transformer/q11_weight_sharing),
-    Q14 (transformer/q14_encoder_decoder_masks).
     """
 
     def __init__(

@@ -12,7 +12,7 @@ so every Transformer adds position information somewhere:
 - ALiBi (Press et al. 2022) adds ``-slope_head * |i - j|`` to the scores: no
   embedding at all, a fixed linear penalty per head.
 
-Used in: Q7 (attention/q07_attention_variants).
+Used in: Q5, Q7.
 """
 
 from __future__ import annotations
@@ -43,8 +43,7 @@ def sinusoidal_positions(
     Returns:
         ``(max_len, d_model)``, added to the (scaled) token embeddings.
 
-    Used in: Q5 (attention/q05_self_attention_core), Q7 (attention/q07_attention_variants),
-    Q14 (transformer/q14_encoder_decoder_masks).
+    Used in: Q5, Q7.
     """
     max_len, d_model = check_int("max_len", max_len, 1), check_int("d_model", d_model, 1)
     position = torch.arange(max_len, device=device, dtype=torch.float64)[:, None]  # (L, 1)
@@ -70,8 +69,6 @@ def rotary_angles(positions: Tensor, d_k: int, *, base: float = 10000.0) -> Tens
 
     Returns:
         ``(..., L, d_k / 2)`` float32 (float64 for float64 positions) angles in radians.
-
-    Used in: Q7 (attention/q07_attention_variants).
     """
     if not isinstance(positions, Tensor) or positions.dtype == torch.bool:
         got = positions.dtype if isinstance(positions, Tensor) else type(positions).__name__

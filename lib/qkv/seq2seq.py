@@ -70,10 +70,7 @@ class Seq2SeqConfig:
 
 
 class Encoder(nn.Module):
-    """Embedding + bidirectional GRU that reads only the real tokens of each source.
-
-    Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
-    """
+    """Embedding + bidirectional GRU that reads only the real tokens of each source."""
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
@@ -99,10 +96,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """One GRU decoder step, conditioned on a context vector (fixed or attended).
-
-    Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
-    """
+    """One GRU decoder step, conditioned on a context vector (fixed or attended)."""
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()

@@ -156,10 +156,7 @@ def _vocab_by_frequency(counts: Counter, min_freq: int, max_size: int | None) ->
 
 
 class CharTokenizer(Tokenizer):
-    """One token per character; lossless for every character seen in training.
-
-    Used in: Q13 (chapters/bert/q13_char_vs_word).
-    """
+    """One token per character; lossless for every character seen in training."""
 
     @classmethod
     def train(
@@ -213,8 +210,6 @@ class WordTokenizer(Tokenizer):
         vocab: special tokens then words.
         lang: ``"en"`` or ``"zh"``.
         lowercase: fold English words to lower case before lookup.
-
-    Used in: Q13 (chapters/bert/q13_char_vs_word).
     """
 
     def __init__(self, vocab: Sequence[str], *, lang: str = "en", lowercase: bool = False):
@@ -287,8 +282,6 @@ class BPETokenizer(Tokenizer):
     Args:
         vocab: special tokens, then the characters, then one token per merge.
         merges: the learned merges ``(left, right)``, in order.
-
-    Used in: Q13 (chapters/bert/q13_char_vs_word).
     """
 
     def __init__(self, vocab: Sequence[str], merges: Sequence[tuple[str, str]]):
@@ -376,8 +369,6 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     ``text[start:end]`` is one word; whitespace is skipped. Whole-word masking
     (Cui et al. 2019, BERT-wwm) masks all characters of a span together while
     the model still sees one token per character.
-
-    Used in: Q13 (chapters/bert/q13_char_vs_word).
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
@@ -393,7 +384,6 @@ def word_ids(text: str) -> list[int | None]:
     """For each character of ``text``, the index of its jieba word (``None`` for whitespace).
 
     Example: ``word_ids("注意力机制")`` -> ``[0, 0, 0, 1, 1]`` (注意力 | 机制).
-    Used in: Q13 (chapters/bert/q13_char_vs_word).
     """
     ids: list[int | None] = [None] * len(text)
     for index, (start, end) in enumerate(word_spans(text)):

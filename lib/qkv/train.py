@@ -47,7 +47,7 @@ class TrainConfig:
             clipping (the norm is still logged).
         warmup_steps: linear warm-up of the default schedule (then constant).
         weight_decay: of the default AdamW optimizer.
-    Used in: Q3, Q4, Q6, Q10, Q11, Q16, Q17, Q19, Q20.
+    Used in: Q3, Q4, Q6, Q10.
     """
 
     steps: int
@@ -146,7 +146,6 @@ def evaluate(model: nn.Module, batch: Any, metric_fn: MetricFn) -> dict[str, flo
         metric_fn: ``(model, batch) -> {name: value}`` (floats or 0-d tensors).
     Returns:
         ``{name: float}``.
-    Used in: Q3, Q16, Q17, Q20 (accuracy of the trained models).
     """
     if not callable(metric_fn):
         raise TypeError(f"metric_fn must be callable as metric_fn(model, batch), got {metric_fn}")
@@ -200,7 +199,7 @@ def train(
     Returns:
         a :class:`History`; a non-finite loss or gradient stops the run with
         ``history.diverged = True`` instead of training on NaN.
-    Used in: Q3, Q4, Q6, Q10, Q11, Q16, Q17, Q19, Q20.
+    Used in: Q3, Q4, Q6, Q10.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
