@@ -15,7 +15,7 @@ import pytest
 
 from qkv import quiz
 
-from .book import ROOT, cell_text, chapter_paths, repository_url, toc_files
+from .book import ROOT, cell_text, chapter_paths, install_cell_source, repository_url, toc_files
 
 SECTIONS = [
     "The 30-second answer",
@@ -51,12 +51,11 @@ def problems(path: Path) -> list[str]:
     if not (
         first.get("cell_type") == "code"
         and "remove-cell" in first.get("metadata", {}).get("tags", [])
-        and repository_url() in cell_text(first)
-        and 'find_spec("qkv")' in cell_text(first)
+        and cell_text(first) == install_cell_source(repository_url())
     ):
         found.append(
             "the first cell must be the guarded Colab install of qkv from the repository URL "
-            "in _config.yml, tagged remove-cell"
+            "in _config.yml (tests/book.py: install_cell_source), tagged remove-cell"
         )
 
     title_lines = [ln.strip() for ln in (markdown[0] if markdown else "").splitlines()]
