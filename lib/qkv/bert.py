@@ -40,6 +40,7 @@ class BertConfig:
 
     ``hidden_size`` is ``d_model``, ``num_attention_heads`` is ``h``,
     ``intermediate_size`` is ``d_ff``, ``vocab_size`` is ``V``.
+    Used in: Q15.
     """
 
     vocab_size: int = 30522
@@ -97,6 +98,7 @@ def bert_parameter_breakdown(config: BertConfig) -> dict[str, int]:
 
     Returns:
         ``{"embeddings", "per_layer", "encoder", "pooler", "total"}``.
+    Used in: Q15.
     """
     H, intermediate = config.hidden_size, config.intermediate_size
     tables = config.vocab_size + config.max_position_embeddings + config.type_vocab_size
@@ -147,6 +149,7 @@ class Bert(nn.Module):
 
     Weights are initialised as in BERT: normal with standard deviation
     ``initializer_range``, zero biases, LayerNorm 1 and 0.
+    Used in: Q15.
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -270,6 +273,7 @@ def bert_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: BertConfig
 
     Raises:
         ValueError: listing missing and unexpected keys, or a tensor of the wrong shape.
+    Used in: Q15.
     """
     state = {k.removeprefix("bert."): v for k, v in state_dict.items()}
     names = _hf_names(config)
