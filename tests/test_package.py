@@ -18,15 +18,13 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "lib"
 PACKAGE = LIB / "qkv"
 
-# The dependency rule of conventions.md, as sets of qkv modules each module may import.
-# `_checks` (input validation) imports nothing from qkv, so every module may use it.
+# The dependency rule of conventions.md: masks <- attention <- models. `_checks` (input
+# validation) imports nothing from qkv, so every module may use it; masks uses nothing
+# else. attention uses masks and modules it is split into (e.g. one per attention
+# variant), provided those reach nothing but `_checks` and masks themselves.
 # `exercises` compares the reader's code with the library's reference for the concept
 # being checked, so it may use any module except the notebook-only ones (plot, quiz).
-ALLOWED_IMPORTS = {
-    "_checks": set(),
-    "masks": {"_checks"},
-    "attention": {"_checks", "masks"},
-}
+FOUNDATION = {"_checks", "masks"}
 NOT_FOR_EXERCISES = {"plot", "quiz"}
 # Modules still holding a private copy of an input check that `_checks` provides;
 # lib-attention replaces attention.py's `_check_positive_ints` (issue 10, item 15).
@@ -133,14 +131,31 @@ def test_no_import_cycles():
             visit(node)
 
 
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Top-level names of every qkv module ``start`` imports, directly or not."""
+    seen, todo = set(), list(graph[start])
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    return {_top(m) for m in seen} - {"qkv"}
+
+
 def test_dependencies_run_one_way():
+    graph = _qkv_graph()
     problems = []
-    for module, imported in _qkv_graph().items():
+    for module, imported in graph.items():
         top, targets = _top(module), {_top(m) for m in imported} - {"qkv"}
-        if top in ALLOWED_IMPORTS:
-            extra = targets - ALLOWED_IMPORTS[top] - {top}
-            if extra:
-                problems.append(f"{module} imports {sorted(extra)}")
+        if top == "_checks" and targets - {"_checks"}:
+            problems.append(f"{module} imports {sorted(targets)}: _checks imports nothing")
+        if top == "masks" and _reach(graph, module) - FOUNDATION:
+            problems.append(f"{module} reaches {sorted(_reach(graph, module) - FOUNDATION)}")
+        if top == "attention":
+            for target in sorted(imported):
+                outside = _reach(graph, target) - FOUNDATION
+                if _top(target) not in FOUNDATION and outside:
+                    problems.append(f"{module} imports {target}, which reaches {sorted(outside)}")
         if top == "exercises" and targets & NOT_FOR_EXERCISES:
             problems.append(f"{module} imports {sorted(targets & NOT_FOR_EXERCISES)}")
     assert not problems, "the dependency rule of conventions.md is broken:\n" + "\n".join(problems)
