@@ -42,9 +42,9 @@ __all__ = ["device", "seed_everything", "__version__"]
 # Every public module file must be listed (tests/test_package.py checks it).
 _SUBMODULES = frozenset(
     {
-        "attention", "bert", "data", "exercises", "layers", "longtext", "masks", "mlm",
-        "models", "plot", "positions", "quiz", "seq2seq", "tokenization", "train",
-        "tying", "warmup",
+        "attention", "bert", "bpe", "data", "exercises", "layers", "longtext", "masks",
+        "mlm", "models", "plot", "positions", "quiz", "seq2seq", "tokenization", "train",
+        "tying", "vocab", "warmup",
     }
 )  # fmt: skip
 
