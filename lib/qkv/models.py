@@ -18,30 +18,21 @@ import math
 from torch import Tensor, nn
 
 from qkv._checks import check_ids, check_positive_ints
-from qkv.bert import (
-    Bert,
-    BertConfig,
-    bert_from_hf_state_dict,
-    bert_parameter_breakdown,
-    bert_parameter_count,
-)
-from qkv.layers import PositionwiseFeedForward, TransformerDecoderLayer, TransformerEncoderLayer
+
+# Re-exported so that `qkv.models.<name>` keeps working (`X as X` marks a re-export). They
+# stay out of __all__, so the API page documents each name once, in its own module.
+from qkv.bert import Bert as Bert
+from qkv.bert import BertConfig as BertConfig
+from qkv.bert import bert_from_hf_state_dict as bert_from_hf_state_dict
+from qkv.bert import bert_parameter_breakdown as bert_parameter_breakdown
+from qkv.bert import bert_parameter_count as bert_parameter_count
+from qkv.layers import PositionwiseFeedForward as PositionwiseFeedForward
+from qkv.layers import TransformerDecoderLayer as TransformerDecoderLayer
+from qkv.layers import TransformerEncoderLayer
 from qkv.masks import key_mask
 from qkv.positions import sinusoidal_positions
 
-__all__ = [
-    "EncoderDecoder",
-    # re-exported from qkv.layers, qkv.positions and qkv.bert
-    "PositionwiseFeedForward",
-    "TransformerEncoderLayer",
-    "TransformerDecoderLayer",
-    "sinusoidal_positions",
-    "Bert",
-    "BertConfig",
-    "bert_from_hf_state_dict",
-    "bert_parameter_count",
-    "bert_parameter_breakdown",
-]
+__all__ = ["EncoderDecoder"]
 
 
 class EncoderDecoder(nn.Module):

@@ -24,35 +24,20 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from qkv.bpe import PRETOKENIZE_PATTERN, BPETokenizer, pretokenize
-from qkv.vocab import (
-    CLS,
-    MASK,
-    PAD,
-    SEP,
-    SPECIAL_TOKENS,
-    UNK,
-    Tokenizer,
-    _check_texts,
-    _vocab_by_frequency,
-)
+# Re-exported so that `qkv.tokenization.<name>` keeps working (`X as X` marks a re-export).
+# They stay out of __all__, so the API page documents each name once, in its own module.
+from qkv.bpe import PRETOKENIZE_PATTERN as PRETOKENIZE_PATTERN
+from qkv.bpe import BPETokenizer as BPETokenizer
+from qkv.bpe import pretokenize as pretokenize
+from qkv.vocab import CLS as CLS
+from qkv.vocab import MASK as MASK
+from qkv.vocab import PAD as PAD
+from qkv.vocab import SEP as SEP
+from qkv.vocab import SPECIAL_TOKENS as SPECIAL_TOKENS
+from qkv.vocab import UNK as UNK
+from qkv.vocab import Tokenizer, _check_texts, _vocab_by_frequency
 
-__all__ = [
-    "SPECIAL_TOKENS",
-    "PAD",
-    "UNK",
-    "CLS",
-    "SEP",
-    "MASK",
-    "PRETOKENIZE_PATTERN",
-    "Tokenizer",
-    "CharTokenizer",
-    "WordTokenizer",
-    "BPETokenizer",
-    "pretokenize",
-    "word_spans",
-    "word_ids",
-]
+__all__ = ["CharTokenizer", "WordTokenizer", "word_spans", "word_ids"]
 
 _ENGLISH_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[.,!?;:)'])")
