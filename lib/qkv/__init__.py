@@ -43,8 +43,8 @@ __all__ = ["device", "seed_everything", "__version__"]
 _SUBMODULES = frozenset(
     {
         "attention", "bert", "bpe", "data", "exercises", "layers", "longtext", "masks",
-        "mlm", "models", "plot", "positions", "quiz", "seq2seq", "tokenization", "train",
-        "tying", "vocab", "warmup",
+        "markov", "mlm", "models", "plot", "positions", "quiz", "seq2seq", "tasks",
+        "tokenization", "train", "tying", "vocab", "warmup",
     }
 )  # fmt: skip
 
