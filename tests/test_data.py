@@ -302,3 +302,13 @@ def test_numpy_integers_are_ints_and_floats_are_not():
         digit_seq2seq(3.0, min_len=1, max_len=4, generator=0)
     with pytest.raises(ValueError, match="n_classes must be an int >= 2, got 1"):
         long_documents(2, 10, n_classes=1, generator=0)
+
+
+def test_moved_names_stay_valid_under_qkv_data():
+    import qkv.data
+    import qkv.markov
+    import qkv.tasks
+
+    assert qkv.data.MarkovLanguage is qkv.markov.MarkovLanguage
+    for name in qkv.tasks.__all__:
+        assert getattr(qkv.data, name) is getattr(qkv.tasks, name), name

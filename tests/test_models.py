@@ -13,19 +13,17 @@ from torch import nn
 import qkv.bert
 import qkv.models
 from qkv.attention import MultiHeadAttention
-from qkv.masks import causal_mask, key_mask, padding_mask
-from qkv.models import (
+from qkv.bert import (
     Bert,
     BertConfig,
-    EncoderDecoder,
-    PositionwiseFeedForward,
-    TransformerDecoderLayer,
-    TransformerEncoderLayer,
     bert_from_hf_state_dict,
     bert_parameter_breakdown,
     bert_parameter_count,
-    sinusoidal_positions,
 )
+from qkv.layers import PositionwiseFeedForward, TransformerDecoderLayer, TransformerEncoderLayer
+from qkv.masks import causal_mask, key_mask, padding_mask
+from qkv.models import EncoderDecoder
+from qkv.positions import sinusoidal_positions
 
 # tiny odd sizes, all different, so that a swapped dimension fails loudly
 V, D, H, FF, B, L = 99, 36, 4, 37, 3, 7
@@ -329,6 +327,16 @@ def test_bert_from_state_dict_lists_missing_and_unexpected_keys(hf_config):
     wider = BertConfig(V, D, 2, H, 38, max_position_embeddings=23, type_vocab_size=3)
     with pytest.raises(ValueError, match=r"intermediate.dense.weight has shape \(37, 36\)"):
         bert_from_hf_state_dict(hf_bert(hf_config).state_dict(), wider)
+
+
+def test_moved_names_stay_valid_under_qkv_models():
+    import qkv.layers
+    import qkv.positions
+
+    assert qkv.models.sinusoidal_positions is qkv.positions.sinusoidal_positions
+    assert qkv.models.TransformerEncoderLayer is qkv.layers.TransformerEncoderLayer
+    assert qkv.models.TransformerDecoderLayer is qkv.layers.TransformerDecoderLayer
+    assert qkv.models.PositionwiseFeedForward is qkv.layers.PositionwiseFeedForward
 
 
 def test_bert_is_reexported_by_models_in_either_import_order():

@@ -270,3 +270,12 @@ def test_bpe_built_from_its_own_merges_stays_lossless():
     text = "lowest low"
     assert rebuilt.unk_id not in rebuilt.encode(text)
     assert rebuilt.decode(rebuilt.encode(text)) == text
+
+
+def test_moved_names_stay_valid_under_qkv_tokenization():
+    import qkv.bpe
+    import qkv.vocab
+
+    for module in (qkv.bpe, qkv.vocab):
+        for name in module.__all__:
+            assert getattr(tokenization, name) is getattr(module, name), name
