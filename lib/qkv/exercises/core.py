@@ -116,8 +116,9 @@ def run_checks(
         if isinstance(error, Mismatch):
             return Verdict(exercise, "failed", f"First counter-example ({case.name}): {error}")
         if error is not None:  # the reader's code crashed (or exited): report it, do not re-raise
+            message = f": {error}" if str(error) else ""
             return Verdict(
-                exercise, "failed", f"Case {case.name!r} raised {type(error).__name__}: {error}"
+                exercise, "failed", f"Case {case.name!r} raised {type(error).__name__}{message}"
             )
         n_passed += 1
     return Verdict(exercise, "passed", f"All {n_passed} checks agree with the reference.")
