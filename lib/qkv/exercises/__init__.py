@@ -31,6 +31,8 @@ from .q09_attention_vs_fully_connected import check_token_mixing_matrix
 from .q10_multi_head_dimensions import check_split_heads
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
 from .q15_bert_encoder_or_decoder import check_bert_parameter_count
+from .q18_nonlinearity import check_gelu
+from .q26_bert_inputs_and_pretraining_tasks import check_bert_input_sum
 
 __all__ = [
     "Case",
@@ -50,4 +52,6 @@ __all__ = [
     "check_split_heads",
     "check_softmax_jacobian",
     "check_bert_parameter_count",
+    "check_gelu",
+    "check_bert_input_sum",
 ]
