@@ -40,7 +40,7 @@ class BertConfig:
 
     ``hidden_size`` is ``d_model``, ``num_attention_heads`` is ``h``,
     ``intermediate_size`` is ``d_ff``, ``vocab_size`` is ``V``.
-    Used in: Q15.
+    Used in: Q15, Q18, Q26.
     """
 
     vocab_size: int = 30522
@@ -149,7 +149,7 @@ class Bert(nn.Module):
 
     Weights are initialised as in BERT: normal with standard deviation
     ``initializer_range``, zero biases, LayerNorm 1 and 0.
-    Used in: Q15.
+    Used in: Q15, Q18.
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -273,7 +273,7 @@ def bert_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: BertConfig
 
     Raises:
         ValueError: listing missing and unexpected keys, or a tensor of the wrong shape.
-    Used in: Q15.
+    Used in: Q15, Q26.
     """
     state = {k.removeprefix("bert."): v for k, v in state_dict.items()}
     names = _hf_names(config)
