@@ -39,7 +39,7 @@ def test_padding_mask_defaults_to_longest_and_takes_lists():
         ([[3, 1]], None, ValueError, r"1-D \(B,\), got shape \(1, 2\)"),
         ([1.5, 2.0], None, TypeError, "integer tensor, got dtype torch.float32"),
         ([True, False], None, TypeError, "integer tensor, got dtype torch.bool"),
-        ([1, 2], -1, ValueError, "max_len must be a non-negative int, got -1"),
+        ([1, 2], -1, ValueError, "max_len must be >= 0, got -1"),
         ([1, 2], 2.5, TypeError, "max_len must be an int, got float 2.5"),
         (["a"], None, TypeError, r"integer tensor or a list of ints, got \['a'\]"),
         (None, None, TypeError, "lengths must be a .* list of ints, got None"),
@@ -93,8 +93,8 @@ def test_causal_mask_differs_from_torch_is_causal_when_m_exceeds_n():
 @pytest.mark.parametrize(
     ("n", "m", "error", "match"),
     [
-        (-1, None, ValueError, "n must be a non-negative int, got -1"),
-        (3, -2, ValueError, "m must be a non-negative int, got -2"),
+        (-1, None, ValueError, "n must be >= 0, got -1"),
+        (3, -2, ValueError, "m must be >= 0, got -2"),
         (2.0, None, TypeError, "n must be an int, got float 2.0"),
         (True, 3, TypeError, "n must be an int, got bool True"),
     ],

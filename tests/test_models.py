@@ -359,7 +359,7 @@ def test_bert_is_reexported_by_models_in_either_import_order():
             ValueError,
             "hidden_size 10 is not a multiple of num_attention_heads 3",
         ),
-        (lambda: BertConfig(num_hidden_layers=0), ValueError, "num_hidden_layers must be a posi"),
+        (lambda: BertConfig(num_hidden_layers=0), ValueError, "num_hidden_layers must be >= 1"),
         (lambda: BertConfig(hidden_dropout_prob=1.5), ValueError, r"hidden_dropout_prob .*1.5"),
         (lambda: BertConfig(layer_norm_eps=0.0), ValueError, "layer_norm_eps must be > 0"),
         (lambda: Bert(TINY)(torch.full((2, 5), V)), ValueError, r"input_ids must be in \[0, 99\)"),
@@ -400,8 +400,8 @@ def test_bert_is_reexported_by_models_in_either_import_order():
         (lambda: TransformerEncoderLayer(D, 5, FF), ValueError, "not a multiple of n_heads=5"),
         (lambda: TransformerEncoderLayer(D, H, FF, 1.5), ValueError, r"dropout must be in \[0, 1"),
         (lambda: PositionwiseFeedForward(D, FF, "swish"), ValueError, "'gelu' or 'relu', got 'sw"),
-        (lambda: PositionwiseFeedForward(D, 0), ValueError, "d_ff must be a positive int, got 0"),
-        (lambda: EncoderDecoder(V, V, D, H, FF, n_layers=0), ValueError, "n_layers must be a pos"),
+        (lambda: PositionwiseFeedForward(D, 0), ValueError, "d_ff must be >= 1, got 0"),
+        (lambda: EncoderDecoder(V, V, D, H, FF, n_layers=0), ValueError, "n_layers must be >= 1"),
         (
             lambda: EncoderDecoder(V, V, D, H, FF, 1, max_len=4)(
                 torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long)
@@ -409,7 +409,7 @@ def test_bert_is_reexported_by_models_in_either_import_order():
             ValueError,
             "src has length 5 > the maximum of 4",
         ),
-        (lambda: sinusoidal_positions(0, 4), ValueError, "max_len must be a positive int, got 0"),
+        (lambda: sinusoidal_positions(0, 4), ValueError, "max_len must be >= 1, got 0"),
     ],
 )
 def test_errors(call, error, match):

@@ -177,9 +177,9 @@ def test_history_values_unknown_key():
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"steps": 0}, "steps must be a positive int, got 0"),
-        ({"steps": 3, "seed": -1}, "seed must be a non-negative int, got -1"),
-        ({"steps": 3, "log_every": 0}, "log_every must be a positive int, got 0"),
+        ({"steps": 0}, "steps must be >= 1, got 0"),
+        ({"steps": 3, "seed": -1}, "seed must be >= 0, got -1"),
+        ({"steps": 3, "log_every": 0}, "log_every must be >= 1, got 0"),
         ({"steps": 3, "lr": float("nan")}, "lr must be a finite number >= 0"),
         ({"steps": 3, "lr": -1e-3}, "lr must be a finite number >= 0"),
         ({"steps": 3, "grad_clip": 0.0}, "grad_clip must be > 0 or None"),

@@ -34,8 +34,7 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if minimum is not None and value < minimum:
-        kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
-        raise ValueError(f"{name} must be {kind}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
