@@ -63,7 +63,7 @@ class TransformerEncoderLayer(nn.Module):
         activation: ``"gelu"`` (BERT) or ``"relu"`` (the original Transformer).
         layer_norm_eps: ``1e-5`` in PyTorch, ``1e-12`` in BERT.
 
-    Used in: Q5, Q15, Q18.
+    Used in: Q5, Q14, Q15, Q18.
     """
 
     def __init__(
@@ -115,7 +115,7 @@ class TransformerDecoderLayer(nn.Module):
     target tokens after it (Vaswani et al. 2017 §3.2.3); cross-attention may see
     every (real) encoder position, so it takes no causal mask. Residuals,
     LayerNorm and dropout as in :class:`TransformerEncoderLayer`.
-    Used in: Q15.
+    Used in: Q14, Q15.
     """
 
     def __init__(

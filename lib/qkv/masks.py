@@ -22,7 +22,7 @@ allowed and the dtype's most negative finite value where not. That value, rather
 than ``-1e9``, is used because ``-1e9`` overflows to ``-inf`` in float16 (its
 largest magnitude is 65504).
 
-Used in: Q2, Q4, Q7, Q8, Q15.
+Used in: Q2, Q4, Q7, Q8, Q14, Q15.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def padding_mask(lengths: torch.Tensor | Sequence[int], max_len: int | None = No
         ``(B, L)`` bool, ``True`` = real token, ``False`` = padding; on the
         device of ``lengths``. Use :func:`key_mask` to feed it to attention.
 
-    Used in: Q2, Q4, Q8.
+    Used in: Q2, Q4, Q8, Q14.
     """
     if not isinstance(lengths, torch.Tensor):
         try:  # [] is an empty batch (B = 0), not a float tensor
@@ -100,7 +100,7 @@ def causal_mask(
     Returns:
         ``(n, m)`` bool, ``True`` = allowed (on and below the aligned diagonal).
 
-    Used in: Q2, Q7, Q15.
+    Used in: Q2, Q7, Q14, Q15.
     """
     m = n if m is None else m
     n, m = check_int("n", n, 0), check_int("m", m, 0)
@@ -119,7 +119,7 @@ def key_mask(pad: torch.Tensor) -> torch.Tensor:
         Only key columns are masked: padded *queries* still produce outputs,
         which the loss or pooling must ignore (Q8).
 
-    Used in: Q2, Q8.
+    Used in: Q2, Q8, Q14.
     """
     _check_bool(pad, "pad")
     if pad.dim() != 2:
@@ -138,6 +138,7 @@ def combine(*masks: torch.Tensor | None) -> torch.Tensor | None:
     Returns:
         The broadcast bool mask (``(B, 1, n, m)`` in the example), or ``None``
         when every argument is ``None``.
+    Used in: Q14.
     """
     present = [mask for mask in masks if mask is not None]
     for i, mask in enumerate(present):

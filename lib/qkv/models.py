@@ -51,6 +51,7 @@ class EncoderDecoder(nn.Module):
         dropout, norm_first, activation: as in :class:`TransformerEncoderLayer`.
         max_len: longest source or target sequence.
         tie_output: share the output projection with the target embedding.
+    Used in: Q14.
     """
 
     def __init__(
