@@ -33,6 +33,7 @@ from .q12_scaling_sqrt_dk import check_softmax_jacobian
 from .q14_encoder_decoder_masks import check_decoder_self_mask
 from .q15_bert_encoder_or_decoder import check_bert_parameter_count
 from .q18_nonlinearity import check_gelu
+from .q20_long_text import check_sliding_windows
 from .q23_kv_cache import check_cached_attention_step
 from .q26_bert_inputs_and_pretraining_tasks import check_bert_input_sum
 
@@ -57,5 +58,6 @@ __all__ = [
     "check_cached_attention_step",
     "check_bert_parameter_count",
     "check_gelu",
+    "check_sliding_windows",
     "check_bert_input_sum",
 ]
