@@ -52,6 +52,7 @@ def truncate(ids: Ids, max_len: int, strategy: str = "head", head: int | None = 
     Returns:
         the same type as ``ids``, of length ``min(L, max_len)``; a sequence
         already short enough comes back whole (for a tensor, as a view).
+    Used in: Q20.
     """
     if isinstance(ids, torch.Tensor):
         if ids.dim() != 1:
@@ -97,6 +98,7 @@ def sliding_windows(
     Returns:
         ``(windows, starts)``: ``windows`` ``(..., W, min(L, window))`` and the
         start offset of each window ``starts`` ``(W,)`` (int64).
+    Used in: Q20.
     """
     if not isinstance(ids, torch.Tensor) or ids.dim() < 1:
         raise TypeError(f"ids must be a tensor of shape (..., L), got {type(ids).__name__}")
@@ -133,6 +135,7 @@ def aggregate(logits: torch.Tensor, how: str = "mean", *, dim: int = 0) -> torch
         dim: the window dimension (0 for ``(W, C)``; 1 for ``(B, W, C)``).
     Returns:
         ``(C,)`` (the input's shape without ``dim``).
+    Used in: Q20.
     """
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         got = logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__
@@ -239,7 +242,7 @@ def local_global_mask(
         device: where to build the mask.
     Returns:
         bool ``(L, L)``, True = query ``i`` may attend to key ``j``.
-    Used in: Q5, Q7.
+    Used in: Q5, Q7, Q20.
     """
     n = check_int("n", n, 1)
     window = check_int("window", window, 1)

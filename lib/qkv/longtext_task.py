@@ -112,6 +112,7 @@ def compare(
     Returns ``{(strategy, position): accuracy}`` on ``n_docs`` held-out documents
     of ``length`` tokens per position (drawn from a generator seeded apart from
     the training batches).
+    Used in: Q20.
     """
     model = train_window_classifier(seed, device=device)
     device = next(model.parameters()).device

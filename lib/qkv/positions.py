@@ -69,6 +69,7 @@ def rotary_angles(positions: Tensor, d_k: int, *, base: float = 10000.0) -> Tens
 
     Returns:
         ``(..., L, d_k / 2)`` float32 (float64 for float64 positions) angles in radians.
+    Used in: Q7.
     """
     if not isinstance(positions, Tensor) or positions.dtype == torch.bool:
         got = positions.dtype if isinstance(positions, Tensor) else type(positions).__name__
