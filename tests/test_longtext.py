@@ -58,12 +58,12 @@ def test_short_input_comes_back_whole(strategy):
     [
         ((torch.zeros(2, 3), 2), {}, ValueError, r"ids must be 1-D \(L,\)"),
         (((1, 2, 3), 2), {}, TypeError, "ids must be a 1-D tensor or a list"),
-        (([1, 2, 3], 0), {}, ValueError, "max_len must be >= 1"),
+        (([1, 2, 3], 0), {}, ValueError, "max_len must be a positive int"),
         (([1, 2, 3], 2.0), {}, TypeError, "max_len must be an int"),
         (([1, 2, 3], 2, "middle"), {}, ValueError, "strategy must be"),
         (([1, 2, 3], 2, "head"), {"head": 1}, ValueError, "head is only used with"),
         (([1, 2, 3], 2, "head+tail"), {"head": 3}, ValueError, "head must be <= max_len=2"),
-        (([1, 2, 3], 2, "head+tail"), {"head": -1}, ValueError, "head must be >= 0"),
+        (([1, 2, 3], 2, "head+tail"), {"head": -1}, ValueError, "head must be a non-negative int"),
     ],
 )
 def test_truncate_bad_input(args, kw, error, match):
@@ -115,9 +115,9 @@ def test_batched_windows(device):
 @pytest.mark.parametrize(
     ("ids", "window", "stride", "error", "match"),
     [
-        (torch.arange(9), 0, 1, ValueError, "window must be >= 1"),
-        (torch.arange(9), -3, 1, ValueError, "window must be >= 1"),
-        (torch.arange(9), 4, 0, ValueError, "stride must be >= 1"),
+        (torch.arange(9), 0, 1, ValueError, "window must be a positive int"),
+        (torch.arange(9), -3, 1, ValueError, "window must be a positive int"),
+        (torch.arange(9), 4, 0, ValueError, "stride must be a positive int"),
         (torch.arange(9), 4, 5, ValueError, "stride must be <= window"),
         (torch.arange(9), 4.0, 2, TypeError, "window must be an int"),
         ([1, 2, 3], 2, 1, TypeError, r"ids must be a tensor of shape \(\.\.\., L\)"),
@@ -150,6 +150,15 @@ def test_aggregate_mean_and_max():
 def test_aggregate_bad_input(logits, how, error, match):
     with pytest.raises(error, match=match):
         aggregate(logits, how)
+
+
+def test_aggregate_dim_is_checked_and_may_be_negative():
+    logits = torch.randn(2, 4, 3)  # (B, W, C)
+    with pytest.raises(ValueError, match="dim=5 is out of range for a tensor with 3 dims"):
+        aggregate(logits, dim=5)
+    with pytest.raises(TypeError, match="dim must be an int, got float"):
+        aggregate(logits, dim=1.0)
+    torch.testing.assert_close(aggregate(logits, dim=-2), logits.mean(1))
 
 
 def test_hierarchical_pool_respects_the_chunk_mask():
@@ -253,11 +262,11 @@ def test_local_global_mask_device(device):
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        ((0, 3), ValueError, "n must be >= 1"),
-        ((7, 0), ValueError, "window must be >= 1"),
+        ((0, 3), ValueError, "n must be a positive int"),
+        ((7, 0), ValueError, "window must be a positive int"),
         ((7, 2.5), TypeError, "window must be an int"),
         ((7, 2, [7]), ValueError, "global positions must be < n=7"),
-        ((7, 2, [-1]), ValueError, "global position must be >= 0"),
+        ((7, 2, [-1]), ValueError, "global position must be a non-negative int"),
     ],
 )
 def test_local_global_mask_bad_input(args, error, match):

@@ -152,10 +152,13 @@ def test_special_ids_may_be_a_tensor_and_int32_input_works():
         ({"split": (1.1, -0.1, 0.0)}, ValueError, "non-negative"),
         ({"split": (0.5, 0.5)}, ValueError, "split must be 3 numbers"),
         ({"mask_id": V}, ValueError, r"mask_id must be in \[0, vocab_size=99\)"),
-        ({"mask_id": 3.0}, TypeError, "mask_id must be an int token id"),
+        ({"mask_id": 3.0}, TypeError, "mask_id must be an int, got float"),
         ({"special_ids": (0, 120)}, ValueError, r"special id must be in \[0, vocab_size"),
         ({"vocab_size": 0}, ValueError, "vocab_size must be a positive int"),
         ({"generator": 3}, TypeError, "generator must be a torch.Generator"),
+        ({"special_ids": None}, TypeError, r"special_ids must be an iterable .*\[\] if there are"),
+        ({"special_ids": 0}, TypeError, "special_ids must be an iterable of token ids"),
+        ({"vocab_size": 99.0}, TypeError, "vocab_size must be an int, got float"),
     ],
 )
 def test_bad_arguments(change, error, match):

@@ -121,9 +121,9 @@ def test_lambda_lr_with_noam_sets_learning_rate():
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        ((-1, 10, 100), ValueError, "step must be >= 0"),
-        ((0, -1, 100), ValueError, "warmup_steps must be >= 0"),
-        ((0, 10, 0), ValueError, "total_steps must be >= 1"),
+        ((-1, 10, 100), ValueError, "step must be a non-negative int"),
+        ((0, -1, 100), ValueError, "warmup_steps must be a non-negative int"),
+        ((0, 10, 0), ValueError, "total_steps must be a positive int"),
         ((0, 101, 100), ValueError, "warmup_steps must be <= total_steps"),
         ((1.5, 10, 100), TypeError, "step must be an int"),
         ((1, 10.0, 100), TypeError, "warmup_steps must be an int"),
@@ -141,11 +141,11 @@ def test_bad_other_arguments():
         linear_warmup_cosine_decay(0, 1, 10, num_cycles=0)
     with pytest.raises(ValueError, match="num_cycles must be a finite number > 0"):
         linear_warmup_cosine_decay(0, 1, 10, num_cycles=float("nan"))
-    with pytest.raises(ValueError, match="step must be >= 0"):
+    with pytest.raises(ValueError, match="step must be a non-negative int"):
         linear_warmup_constant(-2, 3)
-    with pytest.raises(ValueError, match="warmup_steps must be >= 1"):
+    with pytest.raises(ValueError, match="warmup_steps must be a positive int"):
         noam(5, 512, 0)
-    with pytest.raises(ValueError, match="d_model must be >= 1"):
+    with pytest.raises(ValueError, match="d_model must be a positive int"):
         noam(5, 0, 10)
     with pytest.raises(TypeError, match="step must be an int"):
         noam(2.0, 512, 10)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from numbers import Integral
 
 import torch
+
+from qkv._checks import check_int
 
 __all__ = ["IGNORE_INDEX", "mask_tokens"]
 
@@ -23,8 +24,7 @@ IGNORE_INDEX = -100
 
 
 def _check_id(name: str, value: object, vocab_size: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int token id, got {type(value).__name__} {value!r}")
+    value = check_int(name, value)
     if not 0 <= value < vocab_size:
         raise ValueError(f"{name} must be in [0, vocab_size={vocab_size}), got {value}")
     return int(value)
@@ -77,14 +77,12 @@ def mask_tokens(
         ``(inputs, labels)``, both new tensors of the input's shape: ``inputs``
         has the input's dtype; ``labels`` (int64) holds the original id where a
         token was chosen and ``IGNORE_INDEX`` (-100) elsewhere.
-    Used in: Q16 (chapters/bert/q16_mask_rate).
     """
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
     if input_ids.dtype == torch.bool or input_ids.is_floating_point() or input_ids.is_complex():
         raise TypeError(f"input_ids must have an integer dtype, got {input_ids.dtype}")
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, Integral) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    vocab_size = check_int("vocab_size", vocab_size, 1)
     if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
         raise ValueError(
             f"input_ids must lie in [0, vocab_size={vocab_size}), got values in "
@@ -93,6 +91,11 @@ def mask_tokens(
     mask_id = _check_id("mask_id", mask_id, vocab_size)
     if isinstance(special_ids, torch.Tensor):
         special_ids = special_ids.tolist()
+    if isinstance(special_ids, str | bytes) or not isinstance(special_ids, Iterable):
+        raise TypeError(
+            "special_ids must be an iterable of token ids (e.g. [pad_id, cls_id, sep_id]; "
+            f"[] if there are none), got {special_ids!r}"
+        )
     special = {_check_id("special id", s, vocab_size) for s in special_ids} | {mask_id}
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
