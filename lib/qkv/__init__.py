@@ -45,7 +45,7 @@ _SUBMODULES = frozenset(
         "attention", "bert", "bpe", "data", "exercises", "gpt", "heads", "kvcache", "layers",
         "longtext", "longtext_task", "markov", "masks", "mixing", "mlm", "models", "plot",
         "positions", "quiz", "saturation", "sentence_pairs", "seq2seq", "tasks", "tokenization",
-        "train", "tying", "vocab", "warmup",
+        "train", "tying", "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip
 
