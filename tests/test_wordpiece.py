@@ -127,3 +127,10 @@ def test_cjk_and_bad_input() -> None:
         WordPieceTokenizer.train(["hello world"], 8)
     with pytest.raises(ValueError, match="vocab must start with"):
         WordPieceTokenizer(["a", "b"])
+
+
+def test_a_smaller_vocabulary_is_a_prefix_of_a_larger_one() -> None:
+    # the chapter (Q13) relies on this to sweep V with one training run
+    texts = load_corpus("en", "train")
+    small, large = WordPieceTokenizer.train(texts, 150), WordPieceTokenizer.train(texts, 400)
+    assert large.vocab[:150] == small.vocab

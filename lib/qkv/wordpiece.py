@@ -3,9 +3,12 @@
 Training is BPE's loop with a different choice of pair. BPE (:mod:`qkv.bpe`)
 merges the most *frequent* adjacent pair; WordPiece merges the pair that most
 increases the likelihood of the training text under a unigram model of the
-symbols, which comes down to the largest
+symbols. Google never released its trainer; the rule used here (and in Hugging
+Face's reconstruction) ranks pairs by
 
-.. math:: \\mathrm{score}(a, b) = \\frac{\\mathrm{count}(ab)}{\\mathrm{count}(a)\\,\\mathrm{count}(b)},
+.. math::
+
+    \\mathrm{score}(a, b) = \\frac{\\mathrm{count}(ab)}{\\mathrm{count}(a)\\,\\mathrm{count}(b)},
 
 so a pair whose parts rarely occur apart wins over a pair of two common symbols.
 A symbol that continues a word carries BERT's ``##`` prefix (``"playing"`` ->
