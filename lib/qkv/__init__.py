@@ -42,10 +42,11 @@ __all__ = ["device", "seed_everything", "__version__"]
 # Every public module file must be listed (tests/test_package.py checks it).
 _SUBMODULES = frozenset(
     {
-        "attention", "bert", "bpe", "data", "exercises", "gpt", "heads", "kvcache", "layers",
-        "longtext", "longtext_task", "markov", "masks", "mixing", "mlm", "models", "plot",
-        "positions", "quiz", "saturation", "sentence_pairs", "seq2seq", "tasks", "tokenization",
-        "train", "tying", "vocab", "warmup", "wordpiece",
+        "attention", "bert", "bpe", "complexity", "data", "exercises", "gpt", "heads",
+        "inductive_bias", "kvcache", "layers", "length_generalization", "longtext", "longtext_task",
+        "markov", "masks", "mixing", "mlm", "models", "plot", "pooling", "positions", "quiz",
+        "saturation", "scoring", "sentence_pairs", "seq2seq", "tasks", "tiny_transformer",
+        "tokenization", "train", "tying", "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip
 
