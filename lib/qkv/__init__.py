@@ -46,7 +46,7 @@ _SUBMODULES = frozenset(
         "inductive_bias", "kvcache", "layers", "length_generalization", "longtext",
         "longtext_task", "markov", "masks", "mixing", "mlm", "models", "plot", "pooling",
         "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq", "tasks",
-        "tiny_transformer", "tokenization", "train", "tying", "vocab", "warmup",
+        "tiny_transformer", "tokenization", "train", "tying", "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip
 
