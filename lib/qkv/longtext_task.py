@@ -18,7 +18,14 @@ from qkv.data import CLS_ID, N_SPECIAL, long_documents
 from qkv.longtext import aggregate, sliding_windows, truncate
 from qkv.train import TrainConfig, train
 
-__all__ = ["WindowClassifier", "train_window_classifier", "predict", "STRATEGIES", "compare"]
+__all__ = [
+    "WindowClassifier",
+    "train_window_classifier",
+    "predict",
+    "window_logits",
+    "STRATEGIES",
+    "compare",
+]
 
 N_CLASSES, N_NOISE = 2, 50
 VOCAB_SIZE = N_SPECIAL + N_CLASSES + N_NOISE
@@ -96,12 +103,21 @@ def predict(model: WindowClassifier, ids: Tensor, strategy: str) -> Tensor:
             kept = torch.stack([truncate(doc, w, strategy, head=head) for doc in ids])  # (B, w)
             return model(kept).argmax(-1)
         if strategy in ("windows (mean)", "windows (max)"):
-            windows, _ = sliding_windows(ids, w, w // 2)  # (B, L) -> (B, W, w)
-            B, W, _ = windows.shape
-            logits = model(windows.reshape(B * W, w)).reshape(B, W, -1)  # (B, W, 2)
             how = "mean" if strategy == "windows (mean)" else "max"
-            return aggregate(logits, how, dim=1).argmax(-1)
+            return aggregate(window_logits(model, ids), how, dim=1).argmax(-1)
     raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+
+def window_logits(model: WindowClassifier, ids: Tensor) -> Tensor:
+    """Logits ``(B, W, 2)`` of every window (stride ``window // 2``) of ``ids: (B, L)``.
+
+    Used in: Q20.
+    """
+    w = model.window
+    windows, _ = sliding_windows(ids, w, w // 2)  # (B, L) -> (B, W, w)
+    B, W, _ = windows.shape
+    with torch.no_grad():
+        return model(windows.reshape(B * W, w)).reshape(B, W, -1)  # (B * W, 2) -> (B, W, 2)
 
 
 def compare(
@@ -121,8 +137,13 @@ def compare(
     for position in ("start", "middle", "end"):
         docs = long_documents(n_docs, length, position=position, generator=generator)
         ids, labels = docs.input_ids.to(device), docs.labels.to(device)
+        logits = window_logits(model, ids)  # computed once for both poolings
         for strategy in STRATEGIES:
-            accuracy = (predict(model, ids, strategy) == labels).float().mean().item()
-            results[(strategy, position)] = accuracy
+            if strategy.startswith("windows"):
+                how = "mean" if strategy == "windows (mean)" else "max"
+                predicted = aggregate(logits, how, dim=1).argmax(-1)
+            else:
+                predicted = predict(model, ids, strategy)
+            results[(strategy, position)] = (predicted == labels).float().mean().item()
     return results
 
