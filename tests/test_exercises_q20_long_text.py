@@ -40,3 +40,17 @@ def always_window(ids, window, stride):
 def test_wrong_windowings_fail(wrong) -> None:
     verdict = check_sliding_windows(wrong)
     assert verdict.status == "failed", verdict
+
+
+def duplicated_last(ids, window, stride):
+    """Always appends a window ending at the last token, even when one already does."""
+    L = len(ids)
+    if L <= window:
+        return ids[None], torch.tensor([0])
+    starts = torch.tensor([*range(0, L - window + 1, stride), L - window])
+    return ids[starts[:, None] + torch.arange(window)], starts
+
+
+def test_a_duplicated_last_window_fails() -> None:
+    verdict = check_sliding_windows(duplicated_last)
+    assert verdict.status == "failed" and "window=8, stride=8" in verdict.detail, verdict

@@ -50,3 +50,13 @@ def test_concatenation_has_the_wrong_shape() -> None:
 
     verdict = check_bert_input_sum(concat)
     assert verdict.status == "failed" and "expected shape" in verdict.detail, verdict
+
+
+def test_positions_counted_across_the_batch_fail() -> None:
+    def flattened(ids, types, t):  # one running position over the flattened batch
+        B, L = ids.shape
+        positions = (torch.arange(B * L) % len(t[1])).reshape(B, L)
+        return t[0][ids] + t[2][types] + t[1][positions]
+
+    verdict = check_bert_input_sum(flattened)
+    assert verdict.status == "failed", verdict

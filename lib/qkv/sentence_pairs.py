@@ -2,7 +2,7 @@
 
 BERT's next-sentence prediction (NSP; Devlin et al. 2019, §3.1) pairs a sentence
 with its true successor half of the time and with a random sentence of the corpus
-otherwise. ALBERT's sentence-order prediction (SOP; Lan et al. 2020, §4.2) pairs two
+otherwise. ALBERT's sentence-order prediction (SOP; Lan et al. 2020, §3.1) pairs two
 consecutive sentences in their order or swapped. This module builds both from
 synthetic documents and measures how far a model with no notion of word order gets
 on each: random negatives usually come from another topic, so NSP is largely a
