@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from qkv.models import sinusoidal_positions
+from qkv.positions import sinusoidal_positions
 
 from .core import Case, Verdict, assert_close, run_checks
 
