@@ -103,8 +103,7 @@ def test_forward_matches_a_reference_built_on_torch_sdpa(position, device) -> No
     """One layer written out with torch's scaled_dot_product_attention as the reference."""
     import torch.nn.functional as F
 
-    from qkv.models import sinusoidal_positions
-    from qkv.positions import apply_rotary
+    from qkv.positions import apply_rotary, sinusoidal_positions
 
     model = _model(device, position=position, n_heads=2, n_layers=1)
     ids = torch.randint(0, 11, (3, 7), device=device)

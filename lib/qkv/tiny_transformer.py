@@ -30,8 +30,7 @@ from torch import Tensor, nn
 from qkv._checks import check_int
 from qkv.attention import scaled_dot_product_attention
 from qkv.masks import causal_mask, to_additive
-from qkv.models import sinusoidal_positions
-from qkv.positions import alibi_slopes, apply_rotary
+from qkv.positions import alibi_slopes, apply_rotary, sinusoidal_positions
 
 __all__ = ["POSITION_SCHEMES", "TinyTransformer"]
 
