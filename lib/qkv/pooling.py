@@ -200,6 +200,23 @@ class Probe(NamedTuple):
     cosine: float  # mean cosine similarity between the vectors of two different sequences
 
 
+def _fit_linear_probe(x: Tensor, y: Tensor, seed: int) -> nn.Linear:
+    """A linear classifier fitted to convergence on ``x (N, H)``, labels ``y (N,)`` (L-BFGS)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        probe = nn.Linear(x.shape[1], int(y.max()) + 1).to(x.dtype)
+    lbfgs = torch.optim.LBFGS(probe.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        lbfgs.zero_grad()
+        loss = F.cross_entropy(probe(x), y) + 1e-4 * probe.weight.square().sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    return probe.requires_grad_(False)
+
+
 def probe_pooled(
     model: SequenceClassifier,
     *,
@@ -244,20 +261,7 @@ def probe_pooled(
         x, xt = train_x[name], test_x[name]
         mu, sd = x.mean(0), x.std(0).clamp(min=1e-12)
         x, z = (x - mu) / sd, (xt - mu) / sd
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            probe = nn.Linear(x.shape[1], int(train_y.max()) + 1).double()
-        lbfgs = torch.optim.LBFGS(probe.parameters(), max_iter=300, line_search_fn="strong_wolfe")
-
-        def closure() -> Tensor:
-            lbfgs.zero_grad()
-            loss = F.cross_entropy(probe(x), train_y) + 1e-4 * probe.weight.square().sum()
-            loss.backward()
-            return loss
-
-        lbfgs.step(closure)
-        with torch.no_grad():
-            acc = (probe(z).argmax(-1) == test_y).double().mean().item()
+        acc = (_fit_linear_probe(x, train_y, seed)(z).argmax(-1) == test_y).double().mean().item()
         share = ((xt - xt.mean(0)).square().sum(-1).mean() / xt.square().sum(-1).mean()).item()
         unit = F.normalize(xt, dim=-1)
         cos = unit @ unit.T  # (N, N)
