@@ -50,6 +50,7 @@ __all__ = [
     "digit_loss",
     "train_digit_model",
     "digit_accuracy",
+    "reversal_alignment",
 ]
 
 
@@ -323,3 +324,34 @@ def digit_accuracy(
         tokens, _ = model.eval().greedy_decode(src, n, max_steps=length + 1)
         accuracy.append((tokens[:, :length] == tgt[:, 1 : length + 1]).float().mean().item())
     return accuracy
+
+
+def reversal_alignment(
+    model: Seq2Seq, *, length: int = 12, n_strings: int = 200
+) -> tuple[Tensor, float, float]:
+    """How closely an attention model's weights follow the reversal's anti-diagonal.
+
+    The model reads ``n_strings`` held-out strings of ``length`` digits (the same as
+    :func:`digit_accuracy`'s) with teacher forcing, so that row ``i`` of the weights
+    belongs to output digit ``i``; output ``i`` should read source position
+    ``length - 1 - i`` (the mirrored digit).
+
+    Returns:
+        the weights ``(n_strings, length + 1, length)`` (the last row is the ``EOS``
+        step), the mean weight on the mirrored digit, and the share of output digits
+        whose largest weight is on it.
+    Used in: Q3.
+    """
+    if model.decoder.attention is None:
+        raise ValueError("reversal_alignment needs a model built with attention=True")
+    device = next(model.parameters()).device
+    batch = digit_seq2seq(n_strings, min_len=length, max_len=length, generator=10_000 + length)
+    src, tgt, n = (t.to(device) for t in batch)
+    with torch.no_grad():
+        _, weights = model.eval()(src, n, tgt[:, :-1])  # (B, length + 1, length)
+    steps = torch.arange(length, device=device)
+    mirror = length - 1 - steps  # output i reads source length - 1 - i
+    alpha = weights[:, :length]  # (B, length, length): drop the EOS step
+    on_mirror = alpha[:, steps, mirror]  # (B, length)
+    argmax_rate = (alpha.argmax(-1) == mirror).float().mean().item()
+    return weights, on_mirror.mean().item(), argmax_rate
