@@ -252,7 +252,7 @@ class Seq2Seq(nn.Module):
 
 
 def digit_loss(model: Seq2Seq, batch: Seq2SeqBatch) -> Tensor:
-    """Teacher-forced cross-entropy per real target token of a :class:`Seq2SeqBatch`.
+    """Teacher-forced cross-entropy per real target token of a :class:`qkv.data.Seq2SeqBatch`.
 
     The decoder reads ``tgt[:, :-1]`` (``BOS`` first) and predicts ``tgt[:, 1:]``;
     padding is ignored. Used in: Q3.

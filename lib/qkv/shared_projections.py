@@ -90,7 +90,7 @@ class Recall(nn.Module):
 
     The position of value ``v_j`` then carries both ``v_j`` (the content) and "preceded
     by ``k_j``" (the address); the last position (the query key) is the only query.
-    ``tie`` is one of :data:`TIES`. Used in: Q6.
+    ``tie`` is one of ``TIES``. Used in: Q6.
     """
 
     def __init__(self, vocab_size: int, tie: str, d_model: int = 12) -> None:
