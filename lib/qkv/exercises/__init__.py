@@ -30,6 +30,8 @@ from .q08_padding_mask import check_padding_mask
 from .q09_attention_vs_fully_connected import check_token_mixing_matrix
 from .q10_multi_head_dimensions import check_split_heads
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
+from .q15_bert_encoder_or_decoder import check_bert_parameter_count
+from .q18_nonlinearity import check_gelu
 
 __all__ = [
     "Case",
@@ -48,4 +50,6 @@ __all__ = [
     "check_token_mixing_matrix",
     "check_split_heads",
     "check_softmax_jacobian",
+    "check_bert_parameter_count",
+    "check_gelu",
 ]
