@@ -148,7 +148,7 @@ def _q03_claims() -> list[Claim]:
         Claim(
             "q03-copy-as-hard-as-reverse",
             chapter,
-            "classic model, 100 steps: |copy − reverse| accuracy at 10–12 digits",
+            "classic model, 100 steps: copy vs reverse, absolute difference at 10–12 digits",
             lambda seed: abs(
                 run(seed, False, "copy", 100)[0] - run(seed, False, "reverse", 100)[0]
             ),
