@@ -41,8 +41,9 @@ __all__ = ["device", "seed_everything", "__version__"]
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
 _SUBMODULES = frozenset(
     {
-        "attention", "data", "exercises", "longtext", "masks", "mlm", "models",
-        "plot", "quiz", "tokenization", "train", "tying", "warmup",
+        "attention", "data", "exercises", "label_smoothing", "longtext", "masks", "mlm",
+        "models", "norms", "plot", "quiz", "stability", "tokenization", "train", "tying",
+        "warmup",
     }
 )  # fmt: skip
 
