@@ -30,7 +30,9 @@ def test_stack_equals_a_loop_over_torch_layers(norm_first, device):
         ).to(device)
         a, f = layer.self_attn, layer.ffn
         with torch.no_grad():
-            ref.self_attn.in_proj_weight.copy_(torch.cat([a.w_q.weight, a.w_k.weight, a.w_v.weight]))
+            ref.self_attn.in_proj_weight.copy_(
+                torch.cat([a.w_q.weight, a.w_k.weight, a.w_v.weight])
+            )
             ref.self_attn.in_proj_bias.copy_(torch.cat([a.w_q.bias, a.w_k.bias, a.w_v.bias]))
             ref.self_attn.out_proj.load_state_dict(a.w_o.state_dict())
             ref.linear1.load_state_dict(f.linear1.state_dict())

@@ -35,7 +35,7 @@ def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int 
     Args:
         confidence: ``(N,)`` probability of the predicted class, in [0, 1].
         correct: ``(N,)`` bool, whether the prediction was right.
-        n_bins: number of bins (15 in Guo et al. 2017).
+        n_bins: number of equal-width bins.
     Returns:
         the ECE, in [0, 1].
     Used in: Q24 (transformer/q24_original_training_recipe).

@@ -201,7 +201,9 @@ def train_markov_lm(
         pool = lang.sample(steps * batch_size, length, generator=seed).view(steps, batch_size, -1)
     else:
         pool = lang.sample(check_int("n_train", n_train, 1), length, generator=seed)[None]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, foreach=True)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, foreach=True
+    )
     scheduler = lambda_lr(optimizer, linear_warmup_constant, warmup_steps=warmup_steps)
     history = train(
         model,

@@ -30,6 +30,9 @@ from .q08_padding_mask import check_padding_mask
 from .q09_attention_vs_fully_connected import check_token_mixing_matrix
 from .q10_multi_head_dimensions import check_split_heads
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
+from .q19_warmup import check_adam_step
+from .q22_residual_layernorm import check_layer_norm
+from .q24_original_training_recipe import check_label_smoothed_loss
 
 __all__ = [
     "Case",
@@ -48,4 +51,7 @@ __all__ = [
     "check_token_mixing_matrix",
     "check_split_heads",
     "check_softmax_jacobian",
+    "check_adam_step",
+    "check_layer_norm",
+    "check_label_smoothed_loss",
 ]
