@@ -84,22 +84,28 @@ def _smoothing(seed: int, epsilon: float, n_train: int | None) -> dict[str, floa
     return label_smoothing_experiment(seed, epsilon, n_train=n_train)
 
 
-def _gradient_growth(seed: int) -> float:
-    """Q22: (last / first layer gradient norm) of Post-LN divided by that of Pre-LN."""
+@functools.cache
+def _gradient_norms(seed: int, norm_first: bool) -> tuple[float, ...]:
+    """Q22: :func:`qkv.stability.gradient_norms_at_init` (12 layers), bottom layer first."""
     from qkv.stability import gradient_norms_at_init
 
-    post = gradient_norms_at_init(seed, norm_first=False)
-    pre = gradient_norms_at_init(seed, norm_first=True)
+    return tuple(gradient_norms_at_init(seed, norm_first=norm_first))
+
+
+def _gradient_growth(seed: int) -> float:
+    """Q22: (last / first layer gradient norm) of Post-LN divided by that of Pre-LN."""
+    post, pre = _gradient_norms(seed, False), _gradient_norms(seed, True)
     return (post[-1] / post[0]) / (pre[-1] / pre[0])
 
 
 def _last_layer_gradient_ratio(seed: int) -> float:
-    """Q22: last-layer gradient norm, Post-LN over Pre-LN (12 layers)."""
-    from qkv.stability import gradient_norms_at_init
+    """Q22: last-layer gradient norm, Post-LN over Pre-LN."""
+    return _gradient_norms(seed, False)[-1] / _gradient_norms(seed, True)[-1]
 
-    post = gradient_norms_at_init(seed, norm_first=False)
-    pre = gradient_norms_at_init(seed, norm_first=True)
-    return post[-1] / pre[-1]
+
+def _post_minus_pre_ln(seed: int) -> float:
+    """Q19/Q22: final loss of Post-LN minus Pre-LN, both without warm-up at lr 1e-2."""
+    return _markov_final_loss(seed, False, 0) - _markov_final_loss(seed, True, 0)
 
 
 _FIVE = tuple(range(5))
@@ -119,7 +125,7 @@ CLAIMS: list[Claim] = [
         "q19-pre-ln-needs-no-warmup",
         "q19_warmup",
         "lr 1e-2, no warm-up: final loss of Post-LN minus Pre-LN (nats)",
-        lambda seed: _markov_final_loss(seed, False, 0) - _markov_final_loss(seed, True, 0),
+        _post_minus_pre_ln,
         ">",
         0.8,
         seeds=_FIVE,
@@ -144,7 +150,7 @@ CLAIMS: list[Claim] = [
         "q22-pre-ln-high-lr",
         "q22_residual_layernorm",
         "lr 1e-2, no warm-up: final loss of Post-LN minus Pre-LN (nats)",
-        lambda seed: _markov_final_loss(seed, False, 0) - _markov_final_loss(seed, True, 0),
+        _post_minus_pre_ln,
         ">",
         0.8,
         seeds=_FIVE,
