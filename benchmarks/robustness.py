@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import operator
 import statistics
 import sys
@@ -185,6 +186,200 @@ CLAIMS: list[Claim] = [
         seeds=_FIVE,
     ),
 ]
+
+
+# Q9: the two toy mixers of qkv.mixing, as in the chapter (L = 7, d = 12).
+Q09 = "q09_attention_vs_fully_connected"
+Q09_SEEDS = tuple(range(20))
+
+
+def _q09_change(name: str) -> Callable[[int], float]:
+    from qkv.mixing import mixing_change
+
+    return lambda seed: mixing_change(seed, L=7, d=12)[name]
+
+
+def _q09_sharpening(seed: int) -> float:
+    from qkv.mixing import sharpening
+
+    return sharpening(seed, factor=3.0, L=7, d=12)
+
+
+CLAIMS += [
+    Claim("q09-fc-change", Q09, "FC mixer: largest change of the Jacobian mixing matrix, x1 vs x2",
+          _q09_change("FC"), "<", 1e-6, Q09_SEEDS),
+    Claim("q09-attention-change", Q09, "attention: largest change of the Jacobian mixing matrix",
+          _q09_change("attention"), ">", 0.1, Q09_SEEDS),
+    Claim("q09-sharpening", Q09, "attention: drop of the mean row entropy at 3× input (nats)",
+          _q09_sharpening, ">", 0.5, Q09_SEEDS),
+]  # fmt: skip
+
+
+# Q10: the neighbour task of qkv.heads, trained as in the chapter.
+Q10 = "q10_multi_head_dimensions"
+
+
+def _q10_held_out_mse(n_heads: int) -> Callable[[int], float]:
+    from qkv.heads import train_neighbour_heads
+
+    return lambda seed: train_neighbour_heads(n_heads, seed=seed, device="cpu").held_out_mse
+
+
+CLAIMS += [
+    Claim("q10-two-heads", Q10, "two heads (d_k = 8), 250 steps: held-out MSE",
+          _q10_held_out_mse(2), "<", 0.005),
+    Claim("q10-one-head", Q10, "one head (d_k = 16), 250 steps: held-out MSE",
+          _q10_held_out_mse(1), ">", 0.03),
+]  # fmt: skip
+
+
+# Q12: the experiments of qkv.saturation, with the chapter's sizes.
+Q12 = "q12_scaling_sqrt_dk"
+Q12_D_K = (16, 32, 64, 128, 256, 512, 1024)
+Q12_SIZES = {"B": 16, "n": 64, "m": 64}
+Q12_SEEDS = tuple(range(40))
+
+
+def _q12_worst_variance(seed: int) -> float:
+    from qkv.saturation import score_variance
+
+    return max(abs(score_variance(d_k, seed=seed) / d_k - 1) for d_k in Q12_D_K)
+
+
+def _q12_sharpness(d_k: int, scale: float, which: int) -> Callable[[int], float]:
+    from qkv.saturation import softmax_sharpness
+
+    return lambda seed: softmax_sharpness(d_k, scale, seed=seed, **Q12_SIZES)[which]
+
+
+def _q12_width_spread(seed: int) -> float:
+    from qkv.saturation import softmax_sharpness
+
+    peaks = [softmax_sharpness(d, d**-0.5, seed=seed, **Q12_SIZES)[0] for d in Q12_D_K]
+    return max(peaks) / min(peaks)
+
+
+def _q12_logit_grad_ratio(d_k: int) -> Callable[[int], float]:
+    from qkv.saturation import logit_gradient
+
+    def ratio(seed: int) -> float:
+        scaled = logit_gradient(d_k, d_k**-0.5, seed=seed, **Q12_SIZES)[0].median()
+        return (scaled / logit_gradient(d_k, 1.0, seed=seed, **Q12_SIZES)[0].median()).item()
+
+    return ratio
+
+
+def _q12_exact_zeros(scale: float) -> Callable[[int], float]:
+    from qkv.saturation import logit_gradient
+
+    return lambda seed: (logit_gradient(1024, scale, seed=seed, **Q12_SIZES)[0] == 0).sum().item()
+
+
+def _q12_query_grad_ratio(d_k: int) -> Callable[[int], float]:
+    from qkv.saturation import query_gradient
+
+    def ratio(seed: int) -> float:
+        scaled = query_gradient(d_k, d_k**-0.5, seed=seed, **Q12_SIZES).median()
+        return (scaled / query_gradient(d_k, 1.0, seed=seed, **Q12_SIZES).median()).item()
+
+    return ratio
+
+
+def _q12_folding(key: str) -> Callable[[int], float]:
+    from qkv.saturation import folding_gaps
+
+    return lambda seed: folding_gaps(seed=seed, d_model=36, d_k=12)[key]
+
+
+def _q12_init_variance(t5: bool) -> Callable[[int], float]:
+    from qkv.saturation import init_logit_variance
+
+    d_model, d_k = 512, 64
+    w_q_std = (d_model * d_k) ** -0.5 if t5 else d_model**-0.5
+    target = 1.0 if t5 else d_k
+    return lambda seed: abs(init_logit_variance(w_q_std, d_model**-0.5, seed=seed) / target - 1)
+
+
+def _q12_qk_norm(kind: str) -> Callable[[int], float]:
+    from qkv.saturation import qk_norm_entropy
+
+    def measure(seed: int) -> float:
+        if kind == "plain":
+            return qk_norm_entropy(4, seed=seed).item()
+        if kind == "gain":
+            return (
+                qk_norm_entropy(1, gain=1, seed=seed) - qk_norm_entropy(1, gain=4, seed=seed)
+            ).item()
+        growth = torch.tensor(1.0, requires_grad=True)
+        gain = torch.tensor(1.0, requires_grad=True)
+        d_growth, d_gain = torch.autograd.grad(
+            qk_norm_entropy(growth, gain=gain, seed=seed), (growth, gain)
+        )
+        return abs(d_growth.item()) if kind == "d_growth" else d_gain.item()
+
+    return measure
+
+
+CLAIMS += [
+    Claim("q12-variance", Q12, "largest deviation of Var(q·k)/d_k from 1, d_k = 16…1024",
+          _q12_worst_variance, "<", 0.1, Q12_SEEDS),
+    Claim("q12-unscaled-peak", Q12, "unscaled: mean largest weight at d_k = 512",
+          _q12_sharpness(512, 1.0, 0), ">", 0.8, Q12_SEEDS),
+    Claim("q12-scaled-peak", Q12, "1/√d_k: mean largest weight at d_k = 512",
+          _q12_sharpness(512, 512**-0.5, 0), "<", 0.3, Q12_SEEDS),
+    Claim("q12-scaled-width-spread", Q12, "1/√d_k: max / min of the mean largest weight over d_k",
+          _q12_width_spread, "<", 1.2, Q12_SEEDS),
+    Claim("q12-inverse-dk-entropy", Q12, "1/d_k: entropy at d_k = 512 (log 64 = 4.159 nats)",
+          _q12_sharpness(512, 1 / 512, 1), ">", 0.99 * math.log(64), Q12_SEEDS),
+    Claim("q12-logit-grad-512", Q12, "median ‖∂L/∂s‖, scaled / unscaled, d_k = 512",
+          _q12_logit_grad_ratio(512), ">", 30, Q12_SEEDS),
+    Claim("q12-logit-grad-1024", Q12, "median ‖∂L/∂s‖, scaled / unscaled, d_k = 1024",
+          _q12_logit_grad_ratio(1024), ">", 300, Q12_SEEDS),
+    Claim("q12-zeros-unscaled", Q12, "unscaled, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
+          _q12_exact_zeros(1.0), ">", 0, Q12_SEEDS),
+    Claim("q12-zeros-scaled", Q12, "1/√d_k, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
+          _q12_exact_zeros(1024**-0.5), "<=", 0, Q12_SEEDS),
+    Claim("q12-query-grad-16", Q12, "median ‖∂L/∂q‖, scaled / unscaled, d_k = 16",
+          _q12_query_grad_ratio(16), "<", 0.5, Q12_SEEDS),
+    Claim("q12-query-grad-1024", Q12, "median ‖∂L/∂q‖, scaled / unscaled, d_k = 1024",
+          _q12_query_grad_ratio(1024), ">", 5, Q12_SEEDS),
+    Claim("q12-folded", Q12, "largest change of the output when the factor is folded into W_Q",
+          _q12_folding("folded"), "<", 1e-5, Q12_SEEDS),
+    Claim("q12-dropped", Q12, "largest change of the output when the factor is dropped",
+          _q12_folding("dropped"), ">", 0.1, Q12_SEEDS),
+    Claim("q12-folded-grad", Q12, "relative error of grad folded = √d_k · grad scaled",
+          _q12_folding("grad_error"), "<", 1e-5, Q12_SEEDS),
+    Claim("q12-init-equal", Q12, "equal inits: deviation of Var(logits)/d_k from 1 (d_k = 64)",
+          _q12_init_variance(t5=False), "<", 0.15, Q12_SEEDS),
+    Claim("q12-init-t5", Q12, "T5's init: deviation of Var(logits) from 1 (d_k = 64)",
+          _q12_init_variance(t5=True), "<", 0.15, Q12_SEEDS),
+    Claim("q12-grown-plain", Q12, "plain scaled attention, q and k grown ×4: entropy (nats)",
+          _q12_qk_norm("plain"), "<", 0.5, Q12_SEEDS),
+    Claim("q12-qk-norm-gain", Q12, "QK-norm: entropy at gain 1 − entropy at gain 4 (nats)",
+          _q12_qk_norm("gain"), ">", 2, Q12_SEEDS),
+    Claim("q12-qk-norm-d-growth", Q12, "QK-norm: size of ∂H/∂growth (nats)",
+          _q12_qk_norm("d_growth"), "<", 1e-3, Q12_SEEDS),
+    Claim("q12-qk-norm-d-gain", Q12, "QK-norm: ∂H/∂gain at gain 1 (nats)",
+          _q12_qk_norm("d_gain"), "<", -1, Q12_SEEDS),
+]  # fmt: skip
+
+
+# Q26: the bag-of-words probe of qkv.sentence_pairs on NSP and SOP pairs.
+Q26 = "q26_bert_inputs_and_pretraining_tasks"
+
+
+def _q26_bag_of_words(task: str) -> Callable[[int], float]:
+    from qkv.sentence_pairs import bag_of_words_accuracy
+
+    return lambda seed: bag_of_words_accuracy(task, seed)
+
+
+CLAIMS += [
+    Claim("q26-nsp-bag-of-words", Q26, "bag of words on NSP: held-out accuracy",
+          _q26_bag_of_words("nsp"), ">", 0.7),
+    Claim("q26-sop-bag-of-words", Q26, "bag of words on SOP: held-out accuracy",
+          _q26_bag_of_words("sop"), "<", 0.6),
+]  # fmt: skip
 
 
 def run(claim: Claim) -> dict:
