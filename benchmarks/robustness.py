@@ -187,6 +187,54 @@ CLAIMS: list[Claim] = [
     ),
 ]
 
+CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
+    Claim(
+        id="q05-rnn-default-init",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, PyTorch's default init: influence of position 0 / position 23",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "default"),
+        op="<",
+        margin=1e-5,
+    ),
+    Claim(
+        id="q05-rnn-orthogonal-more",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (more reach)",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
+        op=">",
+        margin=1e-5,
+    ),
+    Claim(
+        id="q05-rnn-orthogonal-still-decays",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (still decays)",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
+        op="<",
+        margin=1e-2,
+    ),
+]
+
+CLAIMS += [  # Q7: how sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64)
+    Claim(
+        id="q07-dot-nearly-one-hot",
+        chapter="q07_attention_variants",
+        text="unscaled dot product: mean largest attention weight",
+        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "dot"),
+        op=">",
+        margin=0.6,
+        seeds=tuple(range(20)),
+    ),
+    Claim(
+        id="q07-scaled-dot-spread-out",
+        chapter="q07_attention_variants",
+        text="scaled dot product: mean largest attention weight",
+        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "scaled dot"),
+        op="<",
+        margin=0.45,
+        seeds=tuple(range(20)),
+    ),
+]
+
 
 # Q9: the two toy mixers of qkv.mixing, as in the chapter (L = 7, d = 12).
 Q09 = "q09_attention_vs_fully_connected"
@@ -361,6 +409,44 @@ CLAIMS += [
           _q12_qk_norm("d_growth"), "<", 1e-3, Q12_SEEDS),
     Claim("q12-qk-norm-d-gain", Q12, "QK-norm: ∂H/∂gain at gain 1 (nats)",
           _q12_qk_norm("d_gain"), "<", -1, Q12_SEEDS),
+]  # fmt: skip
+
+
+# Q20: qkv.longtext_task, one trained window classifier per seed, every remedy evaluated.
+Q20 = "q20_long_text"
+
+
+@functools.cache
+def _q20_results(seed: int) -> dict:
+    from qkv.longtext_task import compare
+
+    return compare(seed, device="cpu")
+
+
+def _q20(key: str) -> Callable[[int], float]:
+    positions = ("start", "middle", "end")
+    windows = [(s, p) for s in ("windows (mean)", "windows (max)") for p in positions]
+    picks = {
+        "windows": lambda r: min(r[k] for k in windows),
+        "head-end": lambda r: r[("head", "end")],
+        "tail-start": lambda r: r[("tail", "start")],
+        "head+tail-middle": lambda r: r[("head+tail", "middle")],
+        "kept": lambda r: min(r[("head", "start")], r[("tail", "end")], r[("head+tail", "end")]),
+    }
+    return lambda seed: picks[key](_q20_results(seed))
+
+
+CLAIMS += [
+    Claim("q20-windows", Q20, "sliding windows (mean or max): lowest accuracy over positions",
+          _q20("windows"), ">", 0.95),
+    Claim("q20-kept", Q20, "truncation with the evidence kept: lowest accuracy",
+          _q20("kept"), ">", 0.95),
+    Claim("q20-head-end", Q20, "head truncation, evidence at the end: accuracy",
+          _q20("head-end"), "<", 0.65),
+    Claim("q20-tail-start", Q20, "tail truncation, evidence at the start: accuracy",
+          _q20("tail-start"), "<", 0.65),
+    Claim("q20-head-tail-middle", Q20, "head+tail truncation, evidence in the middle: accuracy",
+          _q20("head+tail-middle"), "<", 0.65),
 ]  # fmt: skip
 
 

@@ -41,9 +41,9 @@ __all__ = ["device", "seed_everything", "__version__"]
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
 _SUBMODULES = frozenset(
     {
-        "attention", "data", "exercises", "gpt", "kvcache", "label_smoothing", "longtext",
-        "masks", "mlm", "models", "norms", "plot", "quiz", "stability", "tokenization",
-        "train", "tying", "warmup",
+        "attention", "complexity", "data", "exercises", "gpt", "kvcache", "label_smoothing",
+        "longtext", "masks", "mlm", "models", "norms", "plot", "quiz", "scoring", "stability",
+        "tokenization", "train", "tying", "warmup",
     }
 )  # fmt: skip
 

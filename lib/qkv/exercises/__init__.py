@@ -34,6 +34,7 @@ from .q14_encoder_decoder_masks import check_decoder_self_mask
 from .q15_bert_encoder_or_decoder import check_bert_parameter_count
 from .q18_nonlinearity import check_gelu
 from .q19_warmup import check_adam_step
+from .q20_long_text import check_sliding_windows
 from .q22_residual_layernorm import check_layer_norm
 from .q23_kv_cache import check_cached_attention_step
 from .q24_original_training_recipe import check_label_smoothed_loss
@@ -60,6 +61,7 @@ __all__ = [
     "check_cached_attention_step",
     "check_bert_parameter_count",
     "check_gelu",
+    "check_sliding_windows",
     "check_bert_input_sum",
     "check_adam_step",
     "check_layer_norm",
