@@ -74,7 +74,7 @@ def test_layer_gradient_norms_match_backward_and_leave_grad_alone():
 def test_training_is_reproducible_and_learns():
     _, first = train_markov_lm(0, norm_first=True, steps=30, n_layers=1)
     _, second = train_markov_lm(0, norm_first=True, steps=30, n_layers=1)
-    assert first.loss == second.loss
+    assert first.loss == pytest.approx(second.loss, rel=1e-5)  # CUDA may reorder sums
     assert final_loss(first, 5) < first.loss[0] - 0.5
 
 
