@@ -43,7 +43,7 @@ def _check_eps(eps: float) -> float:
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm over the last axis, Ba et al. 2016 (Eq. 4), as ``torch.nn.LayerNorm(d_model)``.
+    """LayerNorm over the last axis (Ba et al. 2016), as ``torch.nn.LayerNorm(d_model)``.
 
     ``y = (x - mu) / sqrt(sigma^2 + eps) * weight + bias`` with ``mu`` and
     ``sigma^2`` the mean and the biased variance of the ``d_model`` features of
@@ -69,7 +69,7 @@ class LayerNorm(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm over the last axis, Zhang & Sennrich 2019 (Eq. 4), as ``torch.nn.RMSNorm``.
+    """RMSNorm over the last axis (Zhang & Sennrich 2019), as ``torch.nn.RMSNorm``.
 
     ``y = x / sqrt(mean(x^2) + eps) * weight``: LayerNorm without the mean
     subtraction and without a bias, so it rescales a token but does not
