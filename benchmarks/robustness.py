@@ -412,6 +412,108 @@ CLAIMS += [
 ]  # fmt: skip
 
 
+# Q16: the masked-LM experiments of qkv.mlm, as in the chapter.
+Q16 = "q16_mask_rate"
+Q16_SEEDS = tuple(range(6))
+
+
+@functools.cache
+def _q16_run(rate: float, hide: str, steps: int, seed: int):
+    from qkv.mlm import train_masked_lm
+
+    return train_masked_lm(rate, hide=hide, steps=steps, seed=seed, device="cpu")
+
+
+def _q16_gap(high: float, low: float) -> Callable[[int], float]:
+    return lambda seed: (
+        _q16_run(high, "input", 150, seed).accuracy - _q16_run(low, "input", 150, seed).accuracy
+    )
+
+
+def _q16_above_bayes(seed: int) -> float:
+    return max(
+        _q16_run(r, "input", 150, seed).accuracy - _q16_run(r, "input", 150, seed).bayes_accuracy
+        for r in (0.05, 0.15, 0.4, 0.8)
+    )
+
+
+def _q16_leak(key: str) -> Callable[[int], float]:
+    def measure(seed: int) -> float:
+        run = _q16_run(0.15, "attention", 40, seed)
+        if key == "accuracy":
+            return run.accuracy - run.bayes_accuracy
+        return run.bayes_loss - run.loss
+
+    return measure
+
+
+CLAIMS += [
+    Claim("q16-leak-accuracy", Q16, "hidden by attention mask, 40 steps: accuracy − Bayes accuracy",
+          _q16_leak("accuracy"), ">", 0.03, Q16_SEEDS),
+    Claim("q16-leak-loss", Q16, "hidden by attention mask: Bayes loss − model loss (nats)",
+          _q16_leak("loss"), ">", 0.05, Q16_SEEDS),
+    Claim("q16-40-vs-5", Q16, "150 steps: accuracy at 40% − accuracy at 5%",
+          _q16_gap(0.4, 0.05), ">", 0.3, Q16_SEEDS),
+    Claim("q16-15-vs-5", Q16, "150 steps: accuracy at 15% − accuracy at 5%",
+          _q16_gap(0.15, 0.05), ">", 0.15, Q16_SEEDS),
+    Claim("q16-40-vs-15", Q16, "150 steps: accuracy at 40% − accuracy at 15%",
+          _q16_gap(0.4, 0.15), ">", 0.0, Q16_SEEDS),
+    Claim("q16-40-vs-80", Q16, "150 steps: accuracy at 40% − accuracy at 80%",
+          _q16_gap(0.4, 0.8), ">", 0.05, Q16_SEEDS),
+    Claim("q16-below-bayes", Q16, "input hiding: largest accuracy − Bayes accuracy over the rates",
+          _q16_above_bayes, "<", 0.02, Q16_SEEDS),
+]  # fmt: skip
+
+
+# Q17: [CLS] vs mean pooling with qkv.pooling, as in the chapter.
+Q17 = "q17_cls_token"
+Q17_SEEDS = tuple(range(8))
+
+
+@functools.cache
+def _q17_run(pooling: str, frozen: bool, seed: int):
+    from qkv.pooling import train_pooling
+
+    if frozen:
+        return train_pooling(pooling, seed=seed, steps=100, lr=3e-2, freeze_encoder=True,
+                             device="cpu")  # fmt: skip
+    return train_pooling(pooling, seed=seed, device="cpu")
+
+
+def _q17_accuracy(pooling: str, frozen: bool) -> Callable[[int], float]:
+    return lambda seed: _q17_run(pooling, frozen, seed).accuracy
+
+
+def _q17_attention_ratio(frozen: bool) -> Callable[[int], float]:
+    from qkv.data import sequence_classification
+    from qkv.pooling import cls_attention_by_token
+
+    def measure(seed: int) -> float:
+        held_out = sequence_classification(512, min_len=4, max_len=12, n_words=8,
+                                           generator=20_000 + seed)  # fmt: skip
+        looks = cls_attention_by_token(_q17_run("cls", frozen, seed).model, held_out)
+        ratio = looks["A or B"] / looks["distractor"]
+        return abs(ratio - 1) if frozen else ratio
+
+    return measure
+
+
+CLAIMS += [
+    Claim("q17-finetuned-cls", Q17, "fine-tuned, 60 steps: accuracy with [CLS] + pooler",
+          _q17_accuracy("cls", False), ">", 0.95, Q17_SEEDS),
+    Claim("q17-finetuned-mean", Q17, "fine-tuned, 60 steps: accuracy with mean pooling",
+          _q17_accuracy("mean", False), ">", 0.95, Q17_SEEDS),
+    Claim("q17-frozen-cls", Q17, "frozen random encoder: linear-probe accuracy on [CLS]",
+          _q17_accuracy("cls", True), "<", 0.6, Q17_SEEDS),
+    Claim("q17-frozen-mean", Q17, "frozen random encoder: linear-probe accuracy on the mean",
+          _q17_accuracy("mean", True), ">", 0.9, Q17_SEEDS),
+    Claim("q17-attention-trained", Q17, "fine-tuned: [CLS] weight per A/B token ÷ per distractor",
+          _q17_attention_ratio(False), ">", 1.3, Q17_SEEDS),
+    Claim("q17-attention-untrained", Q17, "untrained: |weight ratio A/B ÷ distractor − 1|",
+          _q17_attention_ratio(True), "<", 0.2, Q17_SEEDS),
+]  # fmt: skip
+
+
 # Q20: qkv.longtext_task, one trained window classifier per seed, every remedy evaluated.
 Q20 = "q20_long_text"
 
@@ -466,6 +568,84 @@ CLAIMS += [
     Claim("q26-sop-bag-of-words", Q26, "bag of words on SOP: held-out accuracy",
           _q26_bag_of_words("sop"), "<", 0.6),
 ]  # fmt: skip
+
+
+# Q21 and Q25: qkv.length_generalization and qkv.inductive_bias, as in the chapters.
+def _q21(seed: int) -> dict[str, list[float]]:
+    from qkv.length_generalization import length_generalization
+
+    return length_generalization(seed).accuracy
+
+
+def _q25(seed: int) -> dict[str, list[float]]:
+    from qkv.inductive_bias import locality_experiment
+
+    return locality_experiment(seed)
+
+
+CLAIMS += [
+    Claim(
+        "q21-positions-needed",
+        "q21_positional_encodings",
+        "offset copy at the training length (16): accuracy of the worst model with positions "
+        "(learned, sinusoidal, RoPE) minus that of the model without positions",
+        lambda s: (
+            min(_q21(s)[k][0] for k in ("learned", "sinusoidal", "rope")) - _q21(s)["none"][0]
+        ),
+        ">",
+        0.4,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q21-sinusoidal-at-4x",
+        "q21_positional_encodings",
+        "sinusoidal model trained on 16 tokens: copy accuracy at 64 tokens",
+        lambda s: _q21(s)["sinusoidal"][2],
+        "<",
+        0.6,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q21-rope-vs-sinusoidal-at-2x",
+        "q21_positional_encodings",
+        "copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal",
+        lambda s: _q21(s)["rope"][1] - _q21(s)["sinusoidal"][1],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q25-small-data-gap",
+        "q25_weaknesses",
+        "window-sum tagging with 8 training sequences: accuracy of the convolution minus "
+        "that of full attention",
+        lambda s: _q25(s)["convolution"][0] - _q25(s)["full attention"][0],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q25-small-data-window-gap",
+        "q25_weaknesses",
+        "same, windowed attention (window 1) minus full attention",
+        lambda s: _q25(s)["windowed attention"][0] - _q25(s)["full attention"][0],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q25-gap-narrows",
+        "q25_weaknesses",
+        "convolution minus full attention: the gap with 512 sequences minus the gap with 8",
+        lambda s: (
+            (_q25(s)["convolution"][2] - _q25(s)["full attention"][2])
+            - (_q25(s)["convolution"][0] - _q25(s)["full attention"][0])
+        ),
+        "<",
+        0.0,
+        seeds=tuple(range(5)),
+    ),
+]
 
 
 def run(claim: Claim) -> dict:

@@ -61,7 +61,7 @@ def test_the_reference_passes() -> None:
         (attend_before_appending, "output vs the full causal forward"),
         (top_left_causal, "output vs the full causal forward"),
         (caches_the_query, "the key cache after appending"),
-        (appends_in_place, "modified in place"),
+        (appends_in_place, "in place"),  # run_checks names the argument
         (unscaled, "output vs the full causal forward"),
         (lambda *args: reference(*args)[0], "return a tuple"),
     ],

@@ -56,7 +56,6 @@ def count_flops(fn: Callable[[], object]) -> dict[str, int]:
 
     Returns:
         ``{"aten.mm": ..., "aten.bmm": ..., "total": ...}``.
-    Used in: Q5.
     """
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
@@ -256,7 +255,7 @@ def rnn_reach(seed: int, *, length: int = 24, width: int = 16) -> dict[str, torc
 
 def rnn_reach_ratio(seed: int, init: str = "default") -> float:
     """``influence[0] / influence[-1]`` of :func:`rnn_reach` for ``init`` ("default" or
-    "orthogonal"): the share of position 0 that reaches the last output. Used in: Q5."""
+    "orthogonal"): the share of position 0 that reaches the last output."""
     if init not in ("default", "orthogonal"):
         raise ValueError(f"init must be 'default' or 'orthogonal', got {init!r}")
     influence = rnn_reach(seed)[init]

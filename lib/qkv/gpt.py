@@ -77,7 +77,6 @@ class CausalSelfAttention(MultiHeadAttention):
     """Masked multi-head self-attention that appends its keys and values to a cache.
 
     Same projections as :class:`qkv.attention.MultiHeadAttention` (``w_q, w_k, w_v, w_o``).
-    Used in: Q23 (transformer/q23_kv_cache).
     """
 
     def forward(  # type: ignore[override]
@@ -102,10 +101,7 @@ class CausalSelfAttention(MultiHeadAttention):
 
 
 class Block(nn.Module):
-    """A Pre-LN GPT-2 block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``.
-
-    Used in: Q23 (transformer/q23_kv_cache).
-    """
+    """A Pre-LN GPT-2 block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()

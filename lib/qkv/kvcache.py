@@ -33,7 +33,6 @@ class KVCache:
     ``m`` is the number of tokens seen so far. A cache is immutable: :meth:`qkv.gpt.GPT.forward`
     returns a new, longer one, so an old cache can be reused (e.g. to branch).
     ``owner`` is the id of the model that made it.
-    Used in: Q23 (transformer/q23_kv_cache).
     """
 
     keys: tuple[Tensor, ...]

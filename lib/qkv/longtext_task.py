@@ -30,8 +30,6 @@ class WindowClassifier(nn.Module):
     """A tiny BERT that reads ``[CLS] + window`` and classifies from the pooled [CLS] vector.
 
     ``ids: (B, window)`` -> logits ``(B, 2)``.
-
-    Used in: Q20.
     """
 
     def __init__(self, window: int) -> None:
@@ -60,8 +58,6 @@ def train_window_classifier(
     (``position="random"``); in half of them the evidence token is replaced by
     noise and the target is 50/50, so that a window without evidence abstains.
     AdamW at lr 3e-3, ``steps`` steps, seeded by ``seed``.
-
-    Used in: Q20.
     """
     torch.manual_seed(seed)
     model = WindowClassifier(window)
@@ -92,8 +88,6 @@ def predict(model: WindowClassifier, ids: Tensor, strategy: str) -> Tensor:
     Truncations keep ``model.window`` tokens (head+tail: a quarter from the head,
     the rest from the tail, as Sun et al. 2019 keep 128 + 382 of 510); windows
     have stride ``window // 2`` and their logits are pooled by mean or max.
-
-    Used in: Q20.
     """
     w = model.window
     with torch.no_grad():
@@ -118,7 +112,6 @@ def compare(
     Returns ``{(strategy, position): accuracy}`` on ``n_docs`` held-out documents
     of ``length`` tokens per position (drawn from a generator seeded apart from
     the training batches).
-
     Used in: Q20.
     """
     model = train_window_classifier(seed, device=device)

@@ -63,7 +63,7 @@ def compare_scores(
 
 def mean_max_weight(seed: int, score: str) -> float:
     """Mean over queries of the largest attention weight of ``score`` in
-    :func:`compare_scores` (1 = one-hot, ``1/m`` = uniform). Used in: Q7."""
+    :func:`compare_scores` (1 = one-hot, ``1/m`` = uniform)."""
     weights = compare_scores(seed)["weights"]
     if score not in weights:
         raise ValueError(f"score must be one of {sorted(weights)}, got {score!r}")

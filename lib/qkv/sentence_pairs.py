@@ -145,8 +145,6 @@ class BagOfWordsPairClassifier(nn.Module):
     is a bilinear term ``(c_A E_A) · (c_B E_B)`` (do the two bags share a topic?)
     plus a linear term in each bag. The model knows which sentence is first, but
     not where a word sits inside it.
-
-    Used in: Q26.
     """
 
     def __init__(self, vocab_size: int, d: int = 16) -> None:
