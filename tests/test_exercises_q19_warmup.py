@@ -48,7 +48,7 @@ def _sign_descent(param, grad, m, v, step, lr, beta1, beta2, eps):  # right only
     [
         (_no_bias_correction, "update at step 1"),
         (_eps_inside, "update at step 1"),
-        (_in_place, "changed its inputs"),
+        (_in_place, "in place"),
         (_sign_descent, "size 1e-09"),
         (lambda *a: a[0], "tuple"),
     ],

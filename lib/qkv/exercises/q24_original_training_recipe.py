@@ -23,10 +23,7 @@ def _case(seed: int, n: int, vocab: int, epsilon: float, scale: float, n_ignored
         target = torch.randint(0, vocab, (n,), generator=g)
         target[:n_ignored] = -100
         expected = F.cross_entropy(logits, target, label_smoothing=epsilon, ignore_index=-100)
-        inputs = (logits.clone(), target.clone())
-        got = fn(*inputs, epsilon)
-        if not (torch.equal(inputs[0], logits) and torch.equal(inputs[1], target)):
-            raise Mismatch(f"{what}: your function changed its inputs in place")
+        got = fn(logits, target, epsilon)  # run_checks reports a change of an input in place
         if isinstance(got, torch.Tensor) and got.dim() != 0:
             raise Mismatch(f"{what}: return the mean loss (a scalar), got shape {tuple(got.shape)}")
         assert_close(got, expected, what, atol=1e-8)
