@@ -47,7 +47,7 @@ _SUBMODULES = frozenset(
         "longtext", "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms",
         "plot", "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs",
         "seq2seq", "stability", "tasks", "tiny_transformer", "tokenization", "train", "tying",
-        "vocab", "warmup",
+        "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip
 

@@ -31,6 +31,7 @@ from .q09_attention_vs_fully_connected import check_token_mixing_matrix
 from .q10_multi_head_dimensions import check_split_heads
 from .q11_weight_sharing import check_tied_gradient
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
+from .q13_char_vs_word import check_wordpiece_split
 from .q14_encoder_decoder_masks import check_decoder_self_mask
 from .q15_bert_encoder_or_decoder import check_bert_parameter_count
 from .q16_mask_rate import check_bert_masking
@@ -63,6 +64,7 @@ __all__ = [
     "check_split_heads",
     "check_tied_gradient",
     "check_softmax_jacobian",
+    "check_wordpiece_split",
     "check_decoder_self_mask",
     "check_cached_attention_step",
     "check_bert_parameter_count",
