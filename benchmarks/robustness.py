@@ -69,8 +69,123 @@ def holds(op: str, value: float, margin: float) -> bool:
     return OPS[op](value, margin)
 
 
+@functools.cache
+def _markov_final_loss(seed: int, norm_first: bool, warmup_steps: int) -> float:
+    """Q19/Q22: final training loss of :func:`qkv.stability.train_markov_lm` (lr 1e-2)."""
+    from qkv.stability import final_loss, train_markov_lm
+
+    return final_loss(train_markov_lm(seed, norm_first=norm_first, warmup_steps=warmup_steps)[1])
+
+
+@functools.cache
+def _smoothing(seed: int, epsilon: float, n_train: int | None) -> dict[str, float]:
+    """Q24: :func:`qkv.label_smoothing.label_smoothing_experiment`."""
+    from qkv.label_smoothing import label_smoothing_experiment
+
+    return label_smoothing_experiment(seed, epsilon, n_train=n_train)
+
+
+@functools.cache
+def _gradient_norms(seed: int, norm_first: bool) -> tuple[float, ...]:
+    """Q22: :func:`qkv.stability.gradient_norms_at_init` (12 layers), bottom layer first."""
+    from qkv.stability import gradient_norms_at_init
+
+    return tuple(gradient_norms_at_init(seed, norm_first=norm_first))
+
+
+def _gradient_growth(seed: int) -> float:
+    """Q22: (last / first layer gradient norm) of Post-LN divided by that of Pre-LN."""
+    post, pre = _gradient_norms(seed, False), _gradient_norms(seed, True)
+    return (post[-1] / post[0]) / (pre[-1] / pre[0])
+
+
+def _last_layer_gradient_ratio(seed: int) -> float:
+    """Q22: last-layer gradient norm, Post-LN over Pre-LN."""
+    return _gradient_norms(seed, False)[-1] / _gradient_norms(seed, True)[-1]
+
+
+def _post_minus_pre_ln(seed: int) -> float:
+    """Q19/Q22: final loss of Post-LN minus Pre-LN, both without warm-up at lr 1e-2."""
+    return _markov_final_loss(seed, False, 0) - _markov_final_loss(seed, True, 0)
+
+
+_FIVE = tuple(range(5))
+
 # Every claim of the book, in chapter order. The ``measure`` functions live in qkv.
-CLAIMS: list[Claim] = []
+CLAIMS: list[Claim] = [
+    Claim(
+        "q19-warmup-rescues-post-ln",
+        "q19_warmup",
+        "6-layer Post-LN at lr 1e-2: final loss without warm-up minus with 30 warm-up steps (nats)",
+        lambda seed: _markov_final_loss(seed, False, 0) - _markov_final_loss(seed, False, 30),
+        ">",
+        0.3,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q19-pre-ln-needs-no-warmup",
+        "q19_warmup",
+        "lr 1e-2, no warm-up: final loss of Post-LN minus Pre-LN (nats)",
+        _post_minus_pre_ln,
+        ">",
+        0.8,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q22-gradient-growth",
+        "q22_residual_layernorm",
+        "12 layers at init: last/first layer gradient norm, Post-LN over Pre-LN",
+        _gradient_growth,
+        ">",
+        2.0,
+    ),
+    Claim(
+        "q22-last-layer-gradient",
+        "q22_residual_layernorm",
+        "12 layers at init: last layer's gradient norm, Post-LN over Pre-LN",
+        _last_layer_gradient_ratio,
+        ">",
+        2.0,
+    ),
+    Claim(
+        "q22-pre-ln-high-lr",
+        "q22_residual_layernorm",
+        "lr 1e-2, no warm-up: final loss of Post-LN minus Pre-LN (nats)",
+        _post_minus_pre_ln,
+        ">",
+        0.8,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q24-smoothing-ece",
+        "q24_original_training_recipe",
+        "16 training sequences: held-out ECE without smoothing minus with eps = 0.1",
+        lambda seed: _smoothing(seed, 0.0, 16)["ece"] - _smoothing(seed, 0.1, 16)["ece"],
+        ">",
+        0.1,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q24-smoothing-confidence",
+        "q24_original_training_recipe",
+        "16 training sequences: mean confidence without smoothing minus with eps = 0.1",
+        lambda seed: (
+            _smoothing(seed, 0.0, 16)["confidence"] - _smoothing(seed, 0.1, 16)["confidence"]
+        ),
+        ">",
+        0.1,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q24-smoothing-nll",
+        "q24_original_training_recipe",
+        "fresh data every step: held-out NLL with eps = 0.1 minus without (nats)",
+        lambda seed: _smoothing(seed, 0.1, None)["nll"] - _smoothing(seed, 0.0, None)["nll"],
+        ">",
+        0.05,
+        seeds=_FIVE,
+    ),
+]
 
 CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
     Claim(

@@ -43,10 +43,11 @@ __all__ = ["device", "seed_everything", "__version__"]
 _SUBMODULES = frozenset(
     {
         "attention", "bert", "bpe", "complexity", "data", "exercises", "gpt", "heads",
-        "inductive_bias", "kvcache", "layers", "length_generalization", "longtext",
-        "longtext_task", "markov", "masks", "mixing", "mlm", "models", "plot", "pooling",
-        "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq", "tasks",
-        "tiny_transformer", "tokenization", "train", "tying", "vocab", "warmup", "wordpiece",
+        "inductive_bias", "kvcache", "label_smoothing", "layers", "length_generalization",
+        "longtext", "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms",
+        "plot", "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs",
+        "seq2seq", "stability", "tasks", "tiny_transformer", "tokenization", "train", "tying",
+        "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip
 
