@@ -22,6 +22,7 @@ chapter to ``{ref}`robustness-qNN```.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import operator
@@ -68,8 +69,171 @@ def holds(op: str, value: float, margin: float) -> bool:
     return OPS[op](value, margin)
 
 
+@functools.cache
+def _markov_final_loss(seed: int, norm_first: bool, warmup_steps: int) -> float:
+    """Q19/Q22: final training loss of :func:`qkv.stability.train_markov_lm` (lr 1e-2)."""
+    from qkv.stability import final_loss, train_markov_lm
+
+    return final_loss(train_markov_lm(seed, norm_first=norm_first, warmup_steps=warmup_steps)[1])
+
+
+@functools.cache
+def _smoothing(seed: int, epsilon: float, n_train: int | None) -> dict[str, float]:
+    """Q24: :func:`qkv.label_smoothing.label_smoothing_experiment`."""
+    from qkv.label_smoothing import label_smoothing_experiment
+
+    return label_smoothing_experiment(seed, epsilon, n_train=n_train)
+
+
+@functools.cache
+def _gradient_norms(seed: int, norm_first: bool) -> tuple[float, ...]:
+    """Q22: :func:`qkv.stability.gradient_norms_at_init` (12 layers), bottom layer first."""
+    from qkv.stability import gradient_norms_at_init
+
+    return tuple(gradient_norms_at_init(seed, norm_first=norm_first))
+
+
+def _gradient_growth(seed: int) -> float:
+    """Q22: (last / first layer gradient norm) of Post-LN divided by that of Pre-LN."""
+    post, pre = _gradient_norms(seed, False), _gradient_norms(seed, True)
+    return (post[-1] / post[0]) / (pre[-1] / pre[0])
+
+
+def _last_layer_gradient_ratio(seed: int) -> float:
+    """Q22: last-layer gradient norm, Post-LN over Pre-LN."""
+    return _gradient_norms(seed, False)[-1] / _gradient_norms(seed, True)[-1]
+
+
+def _post_minus_pre_ln(seed: int) -> float:
+    """Q19/Q22: final loss of Post-LN minus Pre-LN, both without warm-up at lr 1e-2."""
+    return _markov_final_loss(seed, False, 0) - _markov_final_loss(seed, True, 0)
+
+
+_FIVE = tuple(range(5))
+
 # Every claim of the book, in chapter order. The ``measure`` functions live in qkv.
-CLAIMS: list[Claim] = []
+CLAIMS: list[Claim] = [
+    Claim(
+        "q19-warmup-rescues-post-ln",
+        "q19_warmup",
+        "6-layer Post-LN at lr 1e-2: final loss without warm-up minus with 30 warm-up steps (nats)",
+        lambda seed: _markov_final_loss(seed, False, 0) - _markov_final_loss(seed, False, 30),
+        ">",
+        0.3,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q19-pre-ln-needs-no-warmup",
+        "q19_warmup",
+        "lr 1e-2, no warm-up: final loss of Post-LN minus Pre-LN (nats)",
+        _post_minus_pre_ln,
+        ">",
+        0.8,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q22-gradient-growth",
+        "q22_residual_layernorm",
+        "12 layers at init: last/first layer gradient norm, Post-LN over Pre-LN",
+        _gradient_growth,
+        ">",
+        2.0,
+    ),
+    Claim(
+        "q22-last-layer-gradient",
+        "q22_residual_layernorm",
+        "12 layers at init: last layer's gradient norm, Post-LN over Pre-LN",
+        _last_layer_gradient_ratio,
+        ">",
+        2.0,
+    ),
+    Claim(
+        "q22-pre-ln-high-lr",
+        "q22_residual_layernorm",
+        "lr 1e-2, no warm-up: final loss of Post-LN minus Pre-LN (nats)",
+        _post_minus_pre_ln,
+        ">",
+        0.8,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q24-smoothing-ece",
+        "q24_original_training_recipe",
+        "16 training sequences: held-out ECE without smoothing minus with eps = 0.1",
+        lambda seed: _smoothing(seed, 0.0, 16)["ece"] - _smoothing(seed, 0.1, 16)["ece"],
+        ">",
+        0.1,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q24-smoothing-confidence",
+        "q24_original_training_recipe",
+        "16 training sequences: mean confidence without smoothing minus with eps = 0.1",
+        lambda seed: (
+            _smoothing(seed, 0.0, 16)["confidence"] - _smoothing(seed, 0.1, 16)["confidence"]
+        ),
+        ">",
+        0.1,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q24-smoothing-nll",
+        "q24_original_training_recipe",
+        "fresh data every step: held-out NLL with eps = 0.1 minus without (nats)",
+        lambda seed: _smoothing(seed, 0.1, None)["nll"] - _smoothing(seed, 0.0, None)["nll"],
+        ">",
+        0.05,
+        seeds=_FIVE,
+    ),
+]
+
+CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
+    Claim(
+        id="q05-rnn-default-init",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, PyTorch's default init: influence of position 0 / position 23",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "default"),
+        op="<",
+        margin=1e-5,
+    ),
+    Claim(
+        id="q05-rnn-orthogonal-more",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (more reach)",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
+        op=">",
+        margin=1e-5,
+    ),
+    Claim(
+        id="q05-rnn-orthogonal-still-decays",
+        chapter="q05_self_attention_core",
+        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (still decays)",
+        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
+        op="<",
+        margin=1e-2,
+    ),
+]
+
+CLAIMS += [  # Q7: how sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64)
+    Claim(
+        id="q07-dot-nearly-one-hot",
+        chapter="q07_attention_variants",
+        text="unscaled dot product: mean largest attention weight",
+        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "dot"),
+        op=">",
+        margin=0.6,
+        seeds=tuple(range(20)),
+    ),
+    Claim(
+        id="q07-scaled-dot-spread-out",
+        chapter="q07_attention_variants",
+        text="scaled dot product: mean largest attention weight",
+        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "scaled dot"),
+        op="<",
+        margin=0.45,
+        seeds=tuple(range(20)),
+    ),
+]
 
 
 def _q01_claims() -> list[Claim]:
@@ -601,6 +765,242 @@ CLAIMS += [
     Claim("q12-qk-norm-d-gain", Q12, "QK-norm: ∂H/∂gain at gain 1 (nats)",
           _q12_qk_norm("d_gain"), "<", -1, Q12_SEEDS),
 ]  # fmt: skip
+
+
+# Q16: the masked-LM experiments of qkv.mlm, as in the chapter.
+Q16 = "q16_mask_rate"
+Q16_SEEDS = tuple(range(6))
+
+
+@functools.cache
+def _q16_run(rate: float, hide: str, steps: int, seed: int):
+    from qkv.mlm import train_masked_lm
+
+    return train_masked_lm(rate, hide=hide, steps=steps, seed=seed, device="cpu")
+
+
+def _q16_gap(high: float, low: float) -> Callable[[int], float]:
+    return lambda seed: (
+        _q16_run(high, "input", 150, seed).accuracy - _q16_run(low, "input", 150, seed).accuracy
+    )
+
+
+def _q16_above_bayes(seed: int) -> float:
+    return max(
+        _q16_run(r, "input", 150, seed).accuracy - _q16_run(r, "input", 150, seed).bayes_accuracy
+        for r in (0.05, 0.15, 0.4, 0.8)
+    )
+
+
+def _q16_leak(key: str) -> Callable[[int], float]:
+    def measure(seed: int) -> float:
+        run = _q16_run(0.15, "attention", 40, seed)
+        if key == "accuracy":
+            return run.accuracy - run.bayes_accuracy
+        return run.bayes_loss - run.loss
+
+    return measure
+
+
+CLAIMS += [
+    Claim("q16-leak-accuracy", Q16, "hidden by attention mask, 40 steps: accuracy − Bayes accuracy",
+          _q16_leak("accuracy"), ">", 0.03, Q16_SEEDS),
+    Claim("q16-leak-loss", Q16, "hidden by attention mask: Bayes loss − model loss (nats)",
+          _q16_leak("loss"), ">", 0.05, Q16_SEEDS),
+    Claim("q16-40-vs-5", Q16, "150 steps: accuracy at 40% − accuracy at 5%",
+          _q16_gap(0.4, 0.05), ">", 0.3, Q16_SEEDS),
+    Claim("q16-15-vs-5", Q16, "150 steps: accuracy at 15% − accuracy at 5%",
+          _q16_gap(0.15, 0.05), ">", 0.15, Q16_SEEDS),
+    Claim("q16-40-vs-15", Q16, "150 steps: accuracy at 40% − accuracy at 15%",
+          _q16_gap(0.4, 0.15), ">", 0.0, Q16_SEEDS),
+    Claim("q16-40-vs-80", Q16, "150 steps: accuracy at 40% − accuracy at 80%",
+          _q16_gap(0.4, 0.8), ">", 0.05, Q16_SEEDS),
+    Claim("q16-below-bayes", Q16, "input hiding: largest accuracy − Bayes accuracy over the rates",
+          _q16_above_bayes, "<", 0.02, Q16_SEEDS),
+]  # fmt: skip
+
+
+# Q17: [CLS] vs mean pooling with qkv.pooling, as in the chapter.
+Q17 = "q17_cls_token"
+Q17_SEEDS = tuple(range(8))
+
+
+@functools.cache
+def _q17_run(pooling: str, frozen: bool, seed: int):
+    from qkv.pooling import train_pooling
+
+    if frozen:
+        return train_pooling(pooling, seed=seed, steps=100, lr=3e-2, freeze_encoder=True,
+                             device="cpu")  # fmt: skip
+    return train_pooling(pooling, seed=seed, device="cpu")
+
+
+def _q17_accuracy(pooling: str, frozen: bool) -> Callable[[int], float]:
+    return lambda seed: _q17_run(pooling, frozen, seed).accuracy
+
+
+def _q17_attention_ratio(frozen: bool) -> Callable[[int], float]:
+    from qkv.data import sequence_classification
+    from qkv.pooling import cls_attention_by_token
+
+    def measure(seed: int) -> float:
+        held_out = sequence_classification(512, min_len=4, max_len=12, n_words=8,
+                                           generator=20_000 + seed)  # fmt: skip
+        looks = cls_attention_by_token(_q17_run("cls", frozen, seed).model, held_out)
+        ratio = looks["A or B"] / looks["distractor"]
+        return abs(ratio - 1) if frozen else ratio
+
+    return measure
+
+
+CLAIMS += [
+    Claim("q17-finetuned-cls", Q17, "fine-tuned, 60 steps: accuracy with [CLS] + pooler",
+          _q17_accuracy("cls", False), ">", 0.95, Q17_SEEDS),
+    Claim("q17-finetuned-mean", Q17, "fine-tuned, 60 steps: accuracy with mean pooling",
+          _q17_accuracy("mean", False), ">", 0.95, Q17_SEEDS),
+    Claim("q17-frozen-cls", Q17, "frozen random encoder: linear-probe accuracy on [CLS]",
+          _q17_accuracy("cls", True), "<", 0.6, Q17_SEEDS),
+    Claim("q17-frozen-mean", Q17, "frozen random encoder: linear-probe accuracy on the mean",
+          _q17_accuracy("mean", True), ">", 0.9, Q17_SEEDS),
+    Claim("q17-attention-trained", Q17, "fine-tuned: [CLS] weight per A/B token ÷ per distractor",
+          _q17_attention_ratio(False), ">", 1.3, Q17_SEEDS),
+    Claim("q17-attention-untrained", Q17, "untrained: |weight ratio A/B ÷ distractor − 1|",
+          _q17_attention_ratio(True), "<", 0.2, Q17_SEEDS),
+]  # fmt: skip
+
+
+# Q20: qkv.longtext_task, one trained window classifier per seed, every remedy evaluated.
+Q20 = "q20_long_text"
+
+
+@functools.cache
+def _q20_results(seed: int) -> dict:
+    from qkv.longtext_task import compare
+
+    return compare(seed, device="cpu")
+
+
+def _q20(key: str) -> Callable[[int], float]:
+    positions = ("start", "middle", "end")
+    windows = [(s, p) for s in ("windows (mean)", "windows (max)") for p in positions]
+    picks = {
+        "windows": lambda r: min(r[k] for k in windows),
+        "head-end": lambda r: r[("head", "end")],
+        "tail-start": lambda r: r[("tail", "start")],
+        "head+tail-middle": lambda r: r[("head+tail", "middle")],
+        "kept": lambda r: min(r[("head", "start")], r[("tail", "end")], r[("head+tail", "end")]),
+    }
+    return lambda seed: picks[key](_q20_results(seed))
+
+
+CLAIMS += [
+    Claim("q20-windows", Q20, "sliding windows (mean or max): lowest accuracy over positions",
+          _q20("windows"), ">", 0.95),
+    Claim("q20-kept", Q20, "truncation with the evidence kept: lowest accuracy",
+          _q20("kept"), ">", 0.95),
+    Claim("q20-head-end", Q20, "head truncation, evidence at the end: accuracy",
+          _q20("head-end"), "<", 0.65),
+    Claim("q20-tail-start", Q20, "tail truncation, evidence at the start: accuracy",
+          _q20("tail-start"), "<", 0.65),
+    Claim("q20-head-tail-middle", Q20, "head+tail truncation, evidence in the middle: accuracy",
+          _q20("head+tail-middle"), "<", 0.65),
+]  # fmt: skip
+
+
+# Q26: the bag-of-words probe of qkv.sentence_pairs on NSP and SOP pairs.
+Q26 = "q26_bert_inputs_and_pretraining_tasks"
+
+
+def _q26_bag_of_words(task: str) -> Callable[[int], float]:
+    from qkv.sentence_pairs import bag_of_words_accuracy
+
+    return lambda seed: bag_of_words_accuracy(task, seed)
+
+
+CLAIMS += [
+    Claim("q26-nsp-bag-of-words", Q26, "bag of words on NSP: held-out accuracy",
+          _q26_bag_of_words("nsp"), ">", 0.7),
+    Claim("q26-sop-bag-of-words", Q26, "bag of words on SOP: held-out accuracy",
+          _q26_bag_of_words("sop"), "<", 0.6),
+]  # fmt: skip
+
+
+# Q21 and Q25: qkv.length_generalization and qkv.inductive_bias, as in the chapters.
+def _q21(seed: int) -> dict[str, list[float]]:
+    from qkv.length_generalization import length_generalization
+
+    return length_generalization(seed).accuracy
+
+
+def _q25(seed: int) -> dict[str, list[float]]:
+    from qkv.inductive_bias import locality_experiment
+
+    return locality_experiment(seed)
+
+
+CLAIMS += [
+    Claim(
+        "q21-positions-needed",
+        "q21_positional_encodings",
+        "offset copy at the training length (16): accuracy of the worst model with positions "
+        "(learned, sinusoidal, RoPE) minus that of the model without positions",
+        lambda s: (
+            min(_q21(s)[k][0] for k in ("learned", "sinusoidal", "rope")) - _q21(s)["none"][0]
+        ),
+        ">",
+        0.4,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q21-sinusoidal-at-4x",
+        "q21_positional_encodings",
+        "sinusoidal model trained on 16 tokens: copy accuracy at 64 tokens",
+        lambda s: _q21(s)["sinusoidal"][2],
+        "<",
+        0.6,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q21-rope-vs-sinusoidal-at-2x",
+        "q21_positional_encodings",
+        "copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal",
+        lambda s: _q21(s)["rope"][1] - _q21(s)["sinusoidal"][1],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q25-small-data-gap",
+        "q25_weaknesses",
+        "window-sum tagging with 8 training sequences: accuracy of the convolution minus "
+        "that of full attention",
+        lambda s: _q25(s)["convolution"][0] - _q25(s)["full attention"][0],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q25-small-data-window-gap",
+        "q25_weaknesses",
+        "same, windowed attention (window 1) minus full attention",
+        lambda s: _q25(s)["windowed attention"][0] - _q25(s)["full attention"][0],
+        ">",
+        0.2,
+        seeds=tuple(range(5)),
+    ),
+    Claim(
+        "q25-gap-narrows",
+        "q25_weaknesses",
+        "convolution minus full attention: the gap with 512 sequences minus the gap with 8",
+        lambda s: (
+            (_q25(s)["convolution"][2] - _q25(s)["full attention"][2])
+            - (_q25(s)["convolution"][0] - _q25(s)["full attention"][0])
+        ),
+        "<",
+        0.0,
+        seeds=tuple(range(5)),
+    ),
+]
 
 
 def run(claim: Claim) -> dict:

@@ -155,7 +155,7 @@ def test_a_tiny_model_learns_to_reverse_eight_strings(attention: bool) -> None:
 
 
 def test_config_rejects_bad_sizes_and_ids() -> None:
-    with pytest.raises(ValueError, match="d_hidden must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="d_hidden must be >= 1, got 0"):
         Seq2SeqConfig(V, d_hidden=0)
     with pytest.raises(ValueError, match=r"eos_id must be an id in \[0, 17\), got 17"):
         Seq2SeqConfig(V, eos_id=17)
@@ -182,7 +182,7 @@ def test_bad_inputs_are_named() -> None:
         model(src, lengths[:2], tgt_in)
     with pytest.raises(ValueError, match=r"tgt_in must be \(3, length >= 1\), got \(2, 6\)"):
         model(src, lengths, tgt_in[:2])
-    with pytest.raises(ValueError, match="max_steps must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="max_steps must be >= 1, got 0"):
         model.greedy_decode(src, lengths, max_steps=0)
 
 

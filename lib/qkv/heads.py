@@ -51,7 +51,6 @@ def neighbour_mse(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
 
     ``model(x)`` must return ``(out, weights)`` with ``out`` of the target's shape, as
     :class:`qkv.attention.MultiHeadAttention` does when ``d_model = 2V`` (``V = L``).
-    Used in: Q10.
     """
     x, target = batch
     return F.mse_loss(model(x)[0], target)

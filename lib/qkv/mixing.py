@@ -58,7 +58,6 @@ class AttentionTokenMixer(nn.Module):
     ``M(x) = softmax((x W_Q)(x W_K)^T / sqrt(d))`` with ``W_Q, W_K: (d, d)``, so that
     ``y = M(x) x`` and the mixing matrix is exactly the attention weights.
     ``forward(x)`` with ``x: (B, L, d)``, any ``L``, returns ``(y, M)``, ``M: (B, L, L)``.
-    Used in: Q9.
     """
 
     def __init__(self, d: int) -> None:

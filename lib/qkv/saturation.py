@@ -45,7 +45,6 @@ def random_queries_keys(
 
     Drawn on the CPU from a generator seeded with ``(seed, d_k)``, so different widths
     get independent draws and every device gets the same numbers.
-    Used in: Q12.
     """
     for name, value in (("d_k", d_k), ("B", B), ("n", n), ("m", m)):
         check_int(name, value, 1)

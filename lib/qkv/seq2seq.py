@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from qkv._checks import check_int
 from qkv.attention import AdditiveAttention
 from qkv.data import DIGIT_VOCAB_SIZE, Seq2SeqBatch, digit_seq2seq
 from qkv.masks import padding_mask
@@ -77,20 +78,16 @@ class Seq2SeqConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_embedding", "d_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            setattr(self, name, check_int(name, getattr(self, name), 1))
         for name in ("pad_id", "bos_id", "eos_id"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 0 <= value < self.vocab_size:
+            value = check_int(name, getattr(self, name), 0)
+            if value >= self.vocab_size:
                 raise ValueError(f"{name} must be an id in [0, {self.vocab_size}), got {value!r}")
+            setattr(self, name, value)
 
 
 class Encoder(nn.Module):
-    """Embedding + bidirectional GRU that reads only the real tokens of each source.
-
-    Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
-    """
+    """Embedding + bidirectional GRU that reads only the real tokens of each source."""
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
@@ -116,10 +113,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """One GRU decoder step, conditioned on a context vector (fixed or attended).
-
-    Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
-    """
+    """One GRU decoder step, conditioned on a context vector (fixed or attended)."""
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
@@ -200,8 +194,7 @@ class Seq2Seq(nn.Module):
             weights ``(B, max_steps, m)`` (``None`` without attention).
         """
         self._check_source(src, lengths)
-        if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+        max_steps = check_int("max_steps", max_steps, 1)
         cfg = self.config
         states, summary, s, mask = self._start(src, lengths)
         y = torch.full((src.shape[0],), cfg.bos_id, dtype=torch.long, device=src.device)
