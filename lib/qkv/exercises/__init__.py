@@ -37,9 +37,12 @@ from .q15_bert_encoder_or_decoder import check_bert_parameter_count
 from .q16_mask_rate import check_bert_masking
 from .q17_cls_token import check_mean_pooling
 from .q18_nonlinearity import check_gelu
+from .q19_warmup import check_adam_step
 from .q20_long_text import check_sliding_windows
 from .q21_positional_encodings import check_sinusoidal_table
+from .q22_residual_layernorm import check_layer_norm
 from .q23_kv_cache import check_cached_attention_step
+from .q24_original_training_recipe import check_label_smoothed_loss
 from .q25_weaknesses import check_attention_flops
 from .q26_bert_inputs_and_pretraining_tasks import check_bert_input_sum
 
@@ -72,4 +75,7 @@ __all__ = [
     "check_sinusoidal_table",
     "check_attention_flops",
     "check_bert_input_sum",
+    "check_adam_step",
+    "check_layer_norm",
+    "check_label_smoothed_loss",
 ]
