@@ -245,6 +245,361 @@ CLAIMS += [  # Q7: how sharp the unscaled and the scaled dot product are (6 quer
 ]
 
 
+def _q01_claims() -> list[Claim]:
+    from qkv.explanation import same_output_experiment, top_weight_is_not_top_contributor
+    from qkv.kernel_regression import bandwidth_errors
+
+    def mse_ratio(seed: int) -> float:
+        errors = bandwidth_errors(seed)
+        return errors[1.0] / errors[0.3]
+
+    chapter, seeds = "q01_what_is_attention", tuple(range(20))
+    return [
+        Claim(
+            "q01-oversmoothing",
+            chapter,
+            "Nadaraya–Watson: MSE to f with σ = 1 over MSE with σ = 0.3",
+            mse_ratio,
+            ">",
+            3.0,
+            seeds,
+        ),
+        Claim(
+            "q01-same-output-distance",
+            chapter,
+            "total variation distance between two weight vectors with the same output",
+            lambda seed: same_output_experiment(seed).distance,
+            ">",
+            0.3,
+            seeds,
+        ),
+        Claim(
+            "q01-top-weight-not-top-contributor",
+            chapter,
+            "share of queries whose top-weighted key is not the top contributor α_i‖v_i‖",
+            top_weight_is_not_top_contributor,
+            ">",
+            0.3,
+            seeds,
+        ),
+    ]
+
+
+CLAIMS += _q01_claims()
+
+
+def _q03_claims() -> list[Claim]:
+    from functools import cache
+
+    from qkv.seq2seq import digit_accuracy, reversal_alignment, train_digit_model
+
+    @cache
+    def run(
+        seed: int, attention: bool, task: str, steps: int, d_hidden: int = 32
+    ) -> tuple[float, float, float]:
+        """(accuracy at 10-12 digits, mirror weight, mirror argmax rate) of one trained model."""
+        model, _ = train_digit_model(
+            attention=attention, task=task, steps=steps, seed=seed, d_hidden=d_hidden, device="cpu"
+        )
+        long = sum(digit_accuracy(model, task=task)[-3:]) / 3
+        if not attention:
+            return long, float("nan"), float("nan")
+        _, on_mirror, argmax_rate = reversal_alignment(model)
+        return long, on_mirror, argmax_rate
+
+    chapter, seeds, long_seeds = "q03_attention_vs_seq2seq", tuple(range(5)), (0, 1, 2)
+    return [
+        Claim(
+            "q03-classic-degrades",
+            chapter,
+            "classic model, reversal, 100 steps: digit accuracy at 10–12 digits",
+            lambda seed: run(seed, False, "reverse", 100)[0],
+            "<",
+            0.6,
+            seeds,
+        ),
+        Claim(
+            "q03-copy-as-hard-as-reverse",
+            chapter,
+            "classic model, 100 steps: copy vs reverse, absolute difference at 10–12 digits",
+            lambda seed: abs(
+                run(seed, False, "copy", 100)[0] - run(seed, False, "reverse", 100)[0]
+            ),
+            "<",
+            0.1,
+            seeds,
+        ),
+        Claim(
+            "q03-attention-gap",
+            chapter,
+            "reversal, 100 steps: attention − classic accuracy at 10–12 digits",
+            lambda seed: run(seed, True, "reverse", 100)[0] - run(seed, False, "reverse", 100)[0],
+            ">",
+            0.4,
+            seeds,
+        ),
+        Claim(
+            "q03-mirror-weight",
+            chapter,
+            "attention model, 12-digit reversal: mean weight on the mirrored digit",
+            lambda seed: run(seed, True, "reverse", 100)[1],
+            ">",
+            0.3,
+            seeds,
+        ),
+        Claim(
+            "q03-mirror-argmax",
+            chapter,
+            "attention model, 12-digit reversal: share of steps whose top weight is the mirror",
+            lambda seed: run(seed, True, "reverse", 100)[2],
+            ">",
+            0.5,
+            seeds,
+        ),
+        Claim(
+            "q03-classic-400-steps",
+            chapter,
+            "classic model, reversal, 400 steps (page only): accuracy at 10–12 digits",
+            lambda seed: run(seed, False, "reverse", 400)[0],
+            ">",
+            0.4,
+            long_seeds,
+        ),
+        Claim(
+            "q03-classic-1500-steps",
+            chapter,
+            "classic model, reversal, 1500 steps (page only): accuracy at 10–12 digits",
+            lambda seed: run(seed, False, "reverse", 1500)[0],
+            ">",
+            0.6,
+            long_seeds,
+        ),
+        Claim(
+            "q03-gap-1500-steps",
+            chapter,
+            "reversal, 1500 steps each (page only): attention − classic at 10–12 digits",
+            lambda seed: run(seed, True, "reverse", 1500)[0] - run(seed, False, "reverse", 1500)[0],
+            ">",
+            0.1,
+            long_seeds,
+        ),
+        Claim(
+            "q03-narrow-classic-1500-steps",
+            chapter,
+            "d_hidden = 8 (c: 16 numbers), classic, reversal, 1500 steps (page only): "
+            "accuracy at 10–12 digits",
+            lambda seed: run(seed, False, "reverse", 1500, 8)[0],
+            "<",
+            0.5,
+            long_seeds,
+        ),
+        Claim(
+            "q03-narrow-gap-1500-steps",
+            chapter,
+            "d_hidden = 8, reversal, 1500 steps each (page only): "
+            "attention − classic at 10–12 digits",
+            lambda seed: (
+                run(seed, True, "reverse", 1500, 8)[0] - run(seed, False, "reverse", 1500, 8)[0]
+            ),
+            ">",
+            0.4,
+            long_seeds,
+        ),
+    ]
+
+
+CLAIMS += _q03_claims()
+
+
+def _q04_claims() -> list[Claim]:
+    from functools import cache
+
+    from qkv.din import make_catalogue, probe_intensity, train_interest_models
+
+    @cache
+    def run(seed: int) -> tuple[float, float, float, float]:
+        """(accuracy gap, DIN norm growth, softmax norm spread, smallest DIN increment)."""
+        catalogue = make_catalogue(6, d=8, generator=seed)
+        models, accuracy = train_interest_models(catalogue, seed, device="cpu")
+        ks = list(range(1, 9))
+        din_total, din_norm = probe_intensity(models["DIN (no softmax)"], catalogue, ks, seed=seed)
+        _, soft_norm = probe_intensity(models["softmax"], catalogue, ks, seed=seed)
+        magnitude = [abs(t) for t in din_total]
+        return (
+            accuracy["DIN (no softmax)"] - accuracy["softmax"],
+            din_norm[-1] / din_norm[0],
+            max(soft_norm) / min(soft_norm),
+            min(b - a for a, b in zip(magnitude, magnitude[1:], strict=False)),
+        )
+
+    chapter, seeds = "q04_self_vs_target_attention", tuple(range(10))
+    return [
+        Claim(
+            "q04-din-beats-softmax",
+            chapter,
+            "held-out click accuracy, DIN pooling − softmax pooling",
+            lambda seed: run(seed)[0],
+            ">",
+            0.03,
+            seeds,
+        ),
+        Claim(
+            "q04-din-norm-grows",
+            chapter,
+            "DIN: norm of the user vector with 8 matching behaviours over 1",
+            lambda seed: run(seed)[1],
+            ">",
+            4.0,
+            seeds,
+        ),
+        Claim(
+            "q04-softmax-norm-flat",
+            chapter,
+            "softmax: largest over smallest user-vector norm, 1 to 8 matching behaviours",
+            lambda seed: run(seed)[2],
+            "<",
+            1.4,
+            seeds,
+        ),
+        Claim(
+            "q04-din-intensity-increases",
+            chapter,
+            "DIN: smallest increase of |sum of weights| from k to k + 1 matching behaviours",
+            lambda seed: run(seed)[3],
+            ">",
+            0.0,
+            seeds,
+        ),
+    ]
+
+
+CLAIMS += _q04_claims()
+
+
+def _q06_claims() -> list[Claim]:
+    from functools import cache
+
+    from qkv.shared_projections import TIES, diagonal_max_rates, train_recall
+
+    @cache
+    def recall(seed: int, steps: int = 500, d_model: int = 12) -> dict[str, tuple[float, float]]:
+        """{tie: (final held-out accuracy, final self weight)} for the three variants."""
+        out = {}
+        for tie in TIES:
+            history = train_recall(tie, seed=seed, steps=steps, d_model=d_model, device="cpu")
+            out[tie] = (history.metrics["accuracy"][-1], history.metrics["self_weight"][-1])
+        return out
+
+    chapter, seeds, recall_seeds, long_seeds = (
+        "q06_keys_equal_values",
+        tuple(range(10)),
+        tuple(range(8)),
+        (0, 1, 2),
+    )
+    return [
+        Claim(
+            "q06-diagonal-untied",
+            chapter,
+            "untied layers: largest share of rows whose max is the diagonal (d_k = 32, 8, 4)",
+            lambda seed: max(u for u, _ in diagonal_max_rates(seed).values()),
+            "<",
+            0.15,
+            seeds,
+        ),
+        Claim(
+            "q06-diagonal-tied",
+            chapter,
+            "W_Q = W_K: smallest share of rows whose max is the diagonal (d_k = 32, 8, 4)",
+            lambda seed: min(t for _, t in diagonal_max_rates(seed).values()),
+            ">",
+            0.4,
+            seeds,
+        ),
+        Claim(
+            "q06-diagonal-tied-wide",
+            chapter,
+            "W_Q = W_K, d_k = 32: share of rows whose max is the diagonal",
+            lambda seed: diagonal_max_rates(seed)[32][1],
+            ">",
+            0.95,
+            seeds,
+        ),
+        Claim(
+            "q06-recall-untied",
+            chapter,
+            "associative recall, 500 steps: untied accuracy",
+            lambda seed: recall(seed)["untied"][0],
+            ">",
+            0.95,
+            recall_seeds,
+        ),
+        Claim(
+            "q06-recall-kv-tied",
+            chapter,
+            "associative recall, 500 steps: W_K = W_V accuracy",
+            lambda seed: recall(seed)["W_K = W_V"][0],
+            ">",
+            0.5,
+            recall_seeds,
+        ),
+        Claim(
+            "q06-recall-kv-tied-slower",
+            chapter,
+            "associative recall, 500 steps: untied − W_K = W_V accuracy",
+            lambda seed: recall(seed)["untied"][0] - recall(seed)["W_K = W_V"][0],
+            ">",
+            0.03,
+            recall_seeds,
+        ),
+        Claim(
+            "q06-recall-qk-tied",
+            chapter,
+            "associative recall, 500 steps: W_Q = W_K accuracy",
+            lambda seed: recall(seed)["W_Q = W_K"][0],
+            ">",
+            0.1,
+            recall_seeds,
+        ),
+        Claim(
+            "q06-self-weight-qk-tied",
+            chapter,
+            "W_Q = W_K: the query's weight on itself after 500 steps",
+            lambda seed: recall(seed)["W_Q = W_K"][1],
+            ">",
+            0.01,
+            recall_seeds,
+        ),
+        Claim(
+            "q06-self-weight-untied",
+            chapter,
+            "untied: the query's weight on itself after 500 steps",
+            lambda seed: recall(seed)["untied"][1],
+            "<",
+            0.005,
+            recall_seeds,
+        ),
+        Claim(
+            "q06-recall-1500-steps",
+            chapter,
+            "1500 steps (page only): lowest accuracy of the three variants",
+            lambda seed: min(a for a, _ in recall(seed, 1500).values()),
+            ">",
+            0.95,
+            long_seeds,
+        ),
+        Claim(
+            "q06-recall-wide",
+            chapter,
+            "d_model = d_k = 24, 500 steps (page only): lowest accuracy of the three variants",
+            lambda seed: min(a for a, _ in recall(seed, 500, 24).values()),
+            ">",
+            0.95,
+            long_seeds,
+        ),
+    ]
+
+
+CLAIMS += _q06_claims()
 # Q9: the two toy mixers of qkv.mixing, as in the chapter (L = 7, d = 12).
 Q09 = "q09_attention_vs_fully_connected"
 Q09_SEEDS = tuple(range(20))
@@ -736,15 +1091,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    results = json.loads(JSON_PATH.read_text(encoding="utf-8")) if JSON_PATH.exists() else {}
-    known = {c.id for c in CLAIMS}
-    results = {k: v for k, v in results.items() if k in known}  # drop removed claims
+    fresh: dict[str, dict] = {}
     for claim in CLAIMS:
         if args.chapters and claim.number not in args.chapters:
             continue
         start = time.perf_counter()
-        results[claim.id] = run(claim)
-        values = results[claim.id]["values"]
+        fresh[claim.id] = run(claim)
+        values = fresh[claim.id]["values"]
         bad = [
             s
             for s, v in zip(claim.seeds, values, strict=True)
@@ -755,7 +1108,11 @@ def main(argv: list[str] | None = None) -> None:
             f"max {max(values):.4g} ({time.perf_counter() - start:.0f} s)"
             + (f"  MARGIN FAILS for seeds {bad}" if bad else "")
         )
+    # Read the stored records only now, so that runs for other chapters that finished
+    # meanwhile are kept.
+    results = json.loads(JSON_PATH.read_text(encoding="utf-8")) if JSON_PATH.exists() else {}
     order = {c.id: i for i, c in enumerate(CLAIMS)}
+    results = {k: v for k, v in {**results, **fresh}.items() if k in order}  # drop removed
     results = dict(sorted(results.items(), key=lambda kv: order[kv[0]]))
     JSON_PATH.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     PAGE_PATH.write_text(page(results), encoding="utf-8")

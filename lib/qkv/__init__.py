@@ -42,12 +42,12 @@ __all__ = ["device", "seed_everything", "__version__"]
 # Every public module file must be listed (tests/test_package.py checks it).
 _SUBMODULES = frozenset(
     {
-        "attention", "bert", "bpe", "complexity", "data", "exercises", "gpt", "heads",
-        "inductive_bias", "kvcache", "label_smoothing", "layers", "length_generalization",
-        "longtext", "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms",
-        "plot", "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs",
-        "seq2seq", "stability", "tasks", "tiny_transformer", "tokenization", "train", "tying",
-        "vocab", "warmup", "wordpiece",
+        "attention", "bert", "bpe", "complexity", "data", "din", "exercises", "explanation",
+        "gpt", "heads", "inductive_bias", "kernel_regression", "kvcache", "label_smoothing",
+        "layers", "length_generalization", "longtext", "longtext_task", "markov", "masks",
+        "mixing", "mlm", "models", "norms", "plot", "pooling", "positions", "quiz", "saturation",
+        "scoring", "sentence_pairs", "seq2seq", "shared_projections", "stability", "tasks",
+        "tiny_transformer", "tokenization", "train", "tying", "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip
 
