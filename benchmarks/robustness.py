@@ -185,6 +185,15 @@ CLAIMS: list[Claim] = [
         0.05,
         seeds=_FIVE,
     ),
+    Claim(
+        "q24-smoothing-nll-overfit",
+        "q24_original_training_recipe",
+        "16 training sequences: held-out NLL without smoothing minus with eps = 0.1 (nats)",
+        lambda seed: _smoothing(seed, 0.0, 16)["nll"] - _smoothing(seed, 0.1, 16)["nll"],
+        ">",
+        0.3,
+        seeds=_FIVE,
+    ),
 ]
 
 CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
