@@ -6,7 +6,7 @@ next-sentence and classification heads read (Devlin et al. 2019, §3). The
 alternative is to average the real tokens' final states
 (:func:`qkv.masks.masked_mean`). :class:`SequenceClassifier` puts a linear layer on
 either; :func:`train_pooling` trains it from scratch on
-:func:`qkv.data.sequence_classification` as a function of the seed, so that
+:func:`qkv.tasks.sequence_classification` as a function of the seed, so that
 ``benchmarks/robustness.py`` can rerun the chapter's comparison, and
 :func:`cls_attention` reads where ``[CLS]`` looks in the last layer, and
 :func:`probe_pooled` asks how much of each pooled vector varies between sequences
@@ -102,7 +102,7 @@ def train_pooling(
     """Train a tiny :class:`SequenceClassifier` with ``pooling`` on a synthetic task.
 
     Batches of ``batch_size`` fresh sequences from
-    :func:`qkv.data.sequence_classification` (``rule``, lengths 4 to ``max_len``
+    :func:`qkv.tasks.sequence_classification` (``rule``, lengths 4 to ``max_len``
     words after ``[CLS]``, padded); the same budget (``steps`` AdamW updates at
     ``lr``) for both poolings; the initialisation and the batches come from
     ``seed``. Accuracy is measured on 1024 held-out sequences drawn with seed
@@ -177,7 +177,7 @@ def cls_attention_by_token(
 ) -> dict[str, float]:
     """Mean last-layer ``[CLS]`` attention weight per token, by kind of token.
 
-    Kinds of :func:`qkv.data.sequence_classification`: ``"[CLS]"`` itself, the
+    Kinds of :func:`qkv.tasks.sequence_classification`: ``"[CLS]"`` itself, the
     two label-carrying words ``"A or B"``, and the ``"distractor"`` words (padding
     gets no weight and is left out). Uniform attention gives every kind the same value.
     Used in: Q17 (bert/q17_cls_token).
