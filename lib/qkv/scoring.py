@@ -35,10 +35,10 @@ def compare_scores(
     with ``seed``; the global random state is not touched.
 
     Returns:
-        a dict of three dicts: ``"inputs"`` (``q: (n, d)``, ``k: (m, d)``,
-        ``w_q``, ``w_k``, ``w``, ``W``), ``"scores"`` (``additive``, ``dot``,
-        ``general``, ``scaled dot``, each ``(n, m)``) and ``"weights"`` (the same
-        keys, each ``(n, m)``, softmax over the keys).
+        Three dicts under ``"inputs"`` (``q`` of shape ``(n, d)``, ``k`` of
+        shape ``(m, d)``, then ``w_q``, ``w_k``, ``w``, ``W``), ``"scores"``
+        (``additive``, ``dot``, ``general`` and ``scaled dot``, each ``(n, m)``)
+        and ``"weights"`` (the same keys, each ``(n, m)``, softmax over the keys).
     Used in: Q7.
     """
     if min(n, m, d, d_hidden) < 1:

@@ -21,7 +21,7 @@ Departures from the paper: a linear output layer instead of the maxout "deep
 output", and no beam search (greedy decoding).
 
 The end of the module trains both models on the digit-string task of
-:func:`qkv.data.digit_seq2seq` (:func:`train_digit_model`) and measures their
+:func:`qkv.tasks.digit_seq2seq` (:func:`train_digit_model`) and measures their
 accuracy per source length (:func:`digit_accuracy`), as a function of the seed,
 so that the chapter and ``benchmarks/robustness.py`` run the same experiment.
 
@@ -245,7 +245,7 @@ class Seq2Seq(nn.Module):
 
 
 def digit_loss(model: Seq2Seq, batch: Seq2SeqBatch) -> Tensor:
-    """Teacher-forced cross-entropy per real target token of a :class:`qkv.data.Seq2SeqBatch`.
+    """Teacher-forced cross-entropy per real target token of a :class:`qkv.tasks.Seq2SeqBatch`.
 
     The decoder reads ``tgt[:, :-1]`` (``BOS`` first) and predicts ``tgt[:, 1:]``;
     padding is ignored. Used in: Q3.
@@ -272,7 +272,7 @@ def train_digit_model(
     ``seed`` fixes the initialisation and the training batches: ``steps`` updates of
     AdamW (lr 0.01, gradients clipped to norm 1) on 128 fresh strings each, with
     teacher forcing (:func:`digit_loss`). ``task`` is ``"reverse"`` or ``"copy"``
-    (:func:`qkv.data.digit_seq2seq`); embeddings have width 16, GRU states
+    (:func:`qkv.tasks.digit_seq2seq`); embeddings have width 16, GRU states
     ``d_hidden`` (the fixed vector ``c`` has ``2 * d_hidden`` numbers).
 
     Returns:

@@ -8,7 +8,7 @@ parameters are shared, not copied) and holds the two seeded experiments of Q6:
 - :func:`diagonal_max_rates`: with ``W_Q = W_K`` the scores ``X W (X W)^T`` form a Gram
   matrix, and a token's largest weight tends to be on itself;
 - :func:`train_recall`: one attention layer trained on associative recall
-  (:func:`qkv.data.associative_recall`), untied or with a tie, same budget.
+  (:func:`qkv.tasks.associative_recall`), untied or with a tie, same budget.
 
 Used in: Q6 (chapters/attention/q06_keys_equal_values).
 """
