@@ -24,18 +24,18 @@ from qkv.masks import causal_mask, combine, key_mask, padding_mask, to_additive
 F32 = {"atol": 1e-5, "rtol": 1e-4}
 F64 = {"atol": 1e-12, "rtol": 1e-10}
 
-# (batch dims of q, k, v), n, m, d_k, d_v: odd sizes, so a swapped axis fails loudly
+# batch dims of q, k, v, n, m, d_k, d_v: odd sizes, so a swapped axis fails loudly
 SHAPES = [
-    (((3, 4), (3, 4), (3, 4)), 7, 11, 9, 5),
-    (((2,), (2,), (2,)), 1, 13, 4, 6),
-    (((), (), ()), 5, 5, 8, 8),
-    (((3, 4), (1, 4), (4,)), 6, 3, 7, 2),  # K/V shared across the batch: broadcasting
+    ((3, 4), 7, 11, 9, 5),
+    ((2,), 1, 13, 4, 6),
+    ((), 5, 5, 8, 8),
+    ((2, 3), 6, 3, 7, 2),  # m < n
 ]
 
 
 def make_qkv(batch, n, m, d_k, d_v, *, seed=0, dtype=torch.float32, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
-    shapes = ((*batch[0], n, d_k), (*batch[1], m, d_k), (*batch[2], m, d_v))
+    shapes = ((*batch, n, d_k), (*batch, m, d_k), (*batch, m, d_v))
     return [torch.randn(s, generator=gen, dtype=dtype).to(device) for s in shapes]
 
 
@@ -68,7 +68,7 @@ def reference(q, k, v, mask=None, **kw):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_sdpa_matches_torch_both_paths(device, shape, seed):
     q, k, v = make_qkv(*shape, seed=seed, device=device)
-    batch = torch.broadcast_shapes(*shape[0])
+    batch = shape[0]
     for name, mask in masks_for(batch, shape[1], shape[2], seed, device).items():
         expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         fast = scaled_dot_product_attention(q, k, v, mask)
@@ -96,7 +96,7 @@ def test_custom_scale(device, scale):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_equals_fast_path_in_float64(device, shape):
     q, k, v = make_qkv(*shape, seed=4, dtype=torch.float64, device=device)
-    batch = torch.broadcast_shapes(*shape[0])
+    batch = shape[0]
     for mask in masks_for(batch, shape[1], shape[2], 4, device).values():
         fast = scaled_dot_product_attention(q, k, v, mask)
         ref, weights = reference(q, k, v, mask)
@@ -105,7 +105,7 @@ def test_reference_equals_fast_path_in_float64(device, shape):
 
 
 def test_softmax_is_over_the_key_axis():
-    q, k, v = make_qkv(((2,), (2,), (2,)), 4, 9, 5, 3, seed=5)
+    q, k, v = make_qkv((2,), 4, 9, 5, 3, seed=5)
     _, weights = reference(q, k, v)
     assert weights.shape == (2, 4, 9)  # (B, n, m)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4))
@@ -144,7 +144,7 @@ def fully_masked_cases(n, m, dtype, device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_fully_masked_rows_are_zero_without_nan(device, dtype):
     n, m = 6, 4
-    q, k, v = make_qkv(((3, 2), (3, 2), (3, 2)), n, m, 8, 5, seed=7, dtype=dtype, device=device)
+    q, k, v = make_qkv((3, 2), n, m, 8, 5, seed=7, dtype=dtype, device=device)
     blocked, masks = fully_masked_cases(n, m, dtype, device)
     w_q, w_k, w = (torch.randn(s, dtype=dtype, device=device) for s in ((7, 8), (7, 8), (7,)))
     paths = {
@@ -167,7 +167,7 @@ def test_fully_masked_rows_are_zero_without_nan(device, dtype):
 
 
 def test_fully_masked_rows_agree_with_torch_elsewhere(device):
-    q, k, v = make_qkv(((2,), (2,), (2,)), 6, 4, 8, 5, seed=8, device=device)
+    q, k, v = make_qkv((2,), 6, 4, 8, 5, seed=8, device=device)
     blocked, masks = fully_masked_cases(6, 4, torch.float32, device)
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=masks["bool"])[:, ~blocked]
     for mask in masks.values():
@@ -183,7 +183,7 @@ def test_fast_path_does_not_rely_on_the_kernel_for_empty_rows(monkeypatch):
         return (q @ k.transpose(-2, -1) * scale + minus_inf).softmax(-1) @ v  # empty row: NaN
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", naive_kernel)
-    q, k, v = make_qkv(((2,), (2,), (2,)), 6, 4, 8, 5, seed=8)
+    q, k, v = make_qkv((2,), 6, 4, 8, 5, seed=8)
     blocked, masks = fully_masked_cases(6, 4, torch.float32, "cpu")
     q.requires_grad_()
     out = scaled_dot_product_attention(q, k, v, masks["bool"])
@@ -203,7 +203,7 @@ def test_float_mask_is_cast_to_the_input_dtype(device, dtype):
 
 
 def test_gradcheck_float64():
-    q, k, v = make_qkv(((2,), (2,), (2,)), 4, 5, 3, 2, seed=9, dtype=torch.float64)
+    q, k, v = make_qkv((2,), 4, 5, 3, 2, seed=9, dtype=torch.float64)
     mask = random_mask((4, 5), seed=9)
     mask[1] = False  # a fully masked row must have a finite, zero gradient too
     inputs = [t.requires_grad_() for t in (q, k, v)]
@@ -219,7 +219,7 @@ def test_gradcheck_float64():
 def test_chunked_equals_full(device, chunk_size):
     for shape in SHAPES:
         q, k, v = make_qkv(*shape, seed=10, dtype=torch.float64, device=device)
-        batch = torch.broadcast_shapes(*shape[0])
+        batch = shape[0]
         for name, mask in masks_for(batch, shape[1], shape[2], 10, device).items():
             torch.testing.assert_close(
                 chunked_attention(q, k, v, mask, chunk_size=chunk_size),
@@ -231,7 +231,7 @@ def test_chunked_equals_full(device, chunk_size):
 
 @pytest.mark.parametrize(("n", "m"), [(0, 5), (4, 0)])
 def test_no_queries_or_no_keys_match_torch(n, m):
-    q, k, v = make_qkv(((2,), (2,), (2,)), n, m, 3, 2, seed=22)
+    q, k, v = make_qkv((2,), n, m, 3, 2, seed=22)
     expected = F.scaled_dot_product_attention(q, k, v)  # shape (2, n, 2); zeros when m = 0
     for out in (
         scaled_dot_product_attention(q, k, v),
@@ -243,7 +243,7 @@ def test_no_queries_or_no_keys_match_torch(n, m):
 
 def test_chunked_is_stable_for_large_scores():
     # scores around +-1e3: exp would overflow float32 without the running max
-    q, k, v = make_qkv(((2,), (2,), (2,)), 9, 21, 16, 4, seed=11)
+    q, k, v = make_qkv((2,), 9, 21, 16, 4, seed=11)
     out = chunked_attention(q * 40, k * 5, v, chunk_size=4)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q * 40, k * 5, v), **F32)
@@ -393,7 +393,7 @@ def test_mha_dropout_only_in_training():
 
 
 def _good(**overrides):
-    q, k, v = make_qkv(((2,), (2,), (2,)), 4, 5, 3, 2, seed=0)
+    q, k, v = make_qkv((2,), 4, 5, 3, 2, seed=0)
     return {"q": q, "k": k, "v": v} | overrides
 
 
@@ -403,24 +403,33 @@ def _good(**overrides):
         ({"q": torch.randn(3)}, ValueError, r"q must have at least 2 dims .*got \(3,\)"),
         ({"k": torch.randn(2, 5, 4)}, ValueError, "same d_k, got 3 and 4"),
         ({"v": torch.randn(2, 6, 2)}, ValueError, "same m, got 5 and 6"),
-        ({"v": torch.randn(3, 5, 2)}, ValueError, "leading dims of q, k, v must broadcast"),
+        ({"v": torch.randn(3, 5, 2)}, ValueError, "same rank and the same leading"),
+        ({"k": torch.randn(5, 3)}, ValueError, r"same rank .*got \[\(2, 4, 3\), \(5, 3\)"),
+        ({"q": torch.randn(2, 4, 0), "k": torch.randn(2, 5, 0)}, ValueError, "d_k >= 1"),
         ({"q": torch.ones(2, 4, 3, dtype=torch.long)}, TypeError, "floating-point Tensor, got"),
         ({"q": [[1.0]]}, TypeError, "q must be a floating-point Tensor, got list"),
         ({"k": torch.randn(2, 5, 3).double()}, TypeError, "share a dtype"),
         ({"mask": torch.ones(4, 5, dtype=torch.int64)}, TypeError, "bool .* or floating"),
-        ({"mask": torch.ones(4, 6, dtype=torch.bool)}, ValueError, r"\(4, 6\) cannot broadcast"),
-        ({"mask": torch.ones(3, 4, 5, dtype=torch.bool)}, ValueError, r"= \(2, 4, 5\)"),
-        ({"mask": torch.ones(1, 2, 4, 5, dtype=torch.bool)}, ValueError, r"\(1, 2, 4, 5\) cannot"),
+        ({"mask": torch.ones(4, 6, dtype=torch.bool)}, ValueError, r"exactly \(n, m\) = \(4, 5\)"),
+        ({"mask": torch.ones(3, 4, 5, dtype=torch.bool)}, ValueError, r"\(2, 4, 5\), got \(3, 4"),
+        ({"mask": torch.ones(1, 2, 4, 5, dtype=torch.bool)}, ValueError, "the scores' rank 3"),
+        ({"mask": torch.ones(5, dtype=torch.bool)}, ValueError, r"rank 3 .*got \(5,\)"),
+        ({"mask": torch.tensor(True)}, ValueError, r"rank 3 .*got \(\); for a \(B, m\)"),
+        ({"key_padding_mask": torch.ones(2, 6, dtype=torch.bool)}, ValueError, r"= \(2, 5\)"),
+        ({"key_padding_mask": torch.ones(2, 5)}, TypeError, "key_padding_mask must be bool"),
+        ({"scale": float("nan")}, ValueError, "scale must be a positive finite number, got nan"),
+        ({"scale": 0.0}, ValueError, "scale must be a positive finite number, got 0.0"),
+        ({"scale": -1}, ValueError, "scale must be a positive finite number, got -1"),
+        ({"scale": float("inf")}, ValueError, "positive finite number, got inf"),
+        ({"scale": True}, TypeError, "scale must be a real number or None, got bool"),
     ],
 )
 def test_attention_functions_reject_bad_input(overrides, error, match):
     args = _good(**overrides)
-    mask = args.pop("mask", None)
-    for fn in (scaled_dot_product_attention, chunked_attention):
+    q, k, v, mask = args.pop("q"), args.pop("k"), args.pop("v"), args.pop("mask", None)
+    for fn in (scaled_dot_product_attention, chunked_attention, reference):
         with pytest.raises(error, match=match):
-            fn(args["q"], args["k"], args["v"], mask)
-    with pytest.raises(error, match=match):
-        reference(args["q"], args["k"], args["v"], mask)
+            fn(q, k, v, mask, **args)
 
 
 def test_other_bad_arguments():
@@ -435,7 +444,7 @@ def test_other_bad_arguments():
         additive_attention(q, k, v, torch.randn(7, 3), torch.randn(7, 4), torch.randn(7))
     with pytest.raises(ValueError, match=r"w must have shape \(7,\), got \(1, 7\)"):
         additive_attention(q, k, v, torch.randn(7, 3), torch.randn(7, 3), torch.randn(1, 7))
-    with pytest.raises(ValueError, match="d_hidden must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="d_hidden must be >= 1, got 0"):
         AdditiveAttention(3, 3, 0)
 
 
@@ -464,10 +473,12 @@ def test_mha_rejects_bad_input():
         mha(x, x[:2])
     with pytest.raises(ValueError, match="key, value share m"):
         mha(x, x, x[:, :5])
-    with pytest.raises(ValueError, match=r"mask must be \(n, m\) or \(B, h, n, m\), got shape"):
+    with pytest.raises(ValueError, match=r"scores' rank 4 .*got \(3, 7, 7\)"):
         mha(x, mask=torch.ones(3, 7, 7, dtype=torch.bool))
-    with pytest.raises(ValueError, match="cannot broadcast to the scores"):
+    with pytest.raises(ValueError, match=r"\(3, 4, 7, 7\), got \(2, 1, 1, 7\)"):
         mha(x, mask=torch.ones(2, 1, 1, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"key_padding_mask must be \(B, m\) = \(3, 7\)"):
+        mha(x, key_padding_mask=torch.ones(7, 3, dtype=torch.bool))
 
 
 def test_attention_entropy_of_one_hot_uniform_and_masked_rows():
