@@ -90,8 +90,8 @@ def _online_softmax(
         # In place from here on: `scores` is this loop's own buffer, the one block-sized tensor.
         if mask is not None:  # -inf, not finfo.min: a masked score must never become the max
             block = mask[..., cols]
-            if block.dtype != torch.bool:  # a float mask: added, and finfo.min counts as masked
-                scores, block = scores.add_(block), block > torch.finfo(block.dtype).min
+            if block.dtype != torch.bool:  # a float mask: added; masked where <= finfo.min
+                scores, block = scores.add_(block), ~(block <= torch.finfo(block.dtype).min)
             scores.masked_fill_(~block, float("-inf"))
         # The max only shifts the exponent for safety; the result does not depend on it.
         new_max = torch.maximum(running_max, scores.detach().amax(-1, keepdim=True))
