@@ -21,6 +21,11 @@ Mask convention: a boolean mask is ``True`` where a query **may attend** to a
 key, the convention of :func:`torch.nn.functional.scaled_dot_product_attention`.
 :func:`qkv.masks.to_torch_key_padding_mask` converts to the opposite
 convention of :class:`torch.nn.MultiheadAttention` (``True`` = ignore).
+A mask's rank fixes its meaning: 2-D is a pair mask ``(n, m)`` shared by every
+sequence and head; any other mask has the scores' rank (``(B, 1, 1, m)`` from
+:func:`qkv.masks.key_mask`), size-1 axes broadcasting. A ``(B, m)`` padding mask
+goes in as ``key_padding_mask=pad`` (``True`` = real token), never as ``mask``;
+see :mod:`qkv.attention` for the full rule.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ __all__ = ["device", "seed_everything", "__version__"]
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
 _SUBMODULES = frozenset(
     {
-        "attention", "data", "exercises", "longtext", "masks", "mlm", "models",
-        "plot", "quiz", "tokenization", "train", "tying", "warmup",
+        "additive", "attention", "chunked", "data", "exercises", "longtext", "masks",
+        "mlm", "models", "plot", "quiz", "tokenization", "train", "tying", "warmup",
     }
 )  # fmt: skip
 

@@ -101,4 +101,5 @@ def _online_softmax(
         running_sum = running_sum * correction + p.sum(-1, keepdim=True)
         acc = acc * correction + p @ v[..., cols, :].to(q.dtype)  # (..., r, c) @ (..., c, d_v)
         running_max = new_max
+        del scores, p  # free this block before the next one is computed: one block at a time
     return acc / running_sum.masked_fill(running_sum == 0, 1.0)  # rows with no key: 0 / 1

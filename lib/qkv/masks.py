@@ -2,8 +2,11 @@
 
 Convention (the whole book): a boolean mask is ``True`` where a query **may
 attend** to a key, as in :func:`torch.nn.functional.scaled_dot_product_attention`.
-A mask broadcasts against the scores ``(B, h, n, m)``: a padding mask becomes
-``(B, 1, 1, m)`` (:func:`key_mask`), a causal mask is ``(n, m)``.
+A mask's rank fixes its meaning (the rule of :mod:`qkv.attention`): 2-D is a pair
+mask ``(n, m)`` shared by every sequence and head (:func:`causal_mask`); anything
+else has the scores' rank, e.g. ``(B, 1, 1, m)`` for ``(B, h, n, m)`` scores
+(:func:`key_mask`), with size-1 axes broadcasting. A ``(B, m)`` padding mask is
+never passed as ``mask``: use :func:`key_mask`, or attention's ``key_padding_mask=``.
 
 PyTorch has two opposite conventions, a classic trap (Q8)::
 

@@ -205,7 +205,8 @@ class TransformerDecoderLayer(nn.Module):
         Returns ``(B, n, d_model)``.
         """
         n = x.shape[1]
-        self_mask = combine(causal_mask(n, device=x.device), self_mask)  # (n, n) or (B, 1, n, n)
+        causal = causal_mask(n, device=x.device)[None, None]  # (1, 1, n, n): unambiguous if B == n
+        self_mask = combine(causal, self_mask)  # (1, 1, n, n) or (B, 1, n, n)
         if self.norm_first:
             attended = self.self_attn(self.norm1(x), mask=self_mask)[0]
             x = x + self.dropout(attended)
