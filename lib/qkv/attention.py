@@ -20,10 +20,12 @@ The input rules (every function here, and :class:`MultiHeadAttention`):
   ``True`` = ignore), combined with ``mask`` by AND. The same as
   ``mask=qkv.masks.key_mask(pad)`` for 4-D inputs.
 - ``scale`` is a positive finite number. NaN or inf in q, k, v, or NaN or ``+inf`` in
-  a float mask, raises ``ValueError``. The check looks at the result (one sum over the
-  output: ~2% of a call at n = 128, and a host sync on CUDA) and only then searches the
-  inputs for the cause, so a NaN that reaches no output (in a masked key, or in a
-  query whose row is masked) passes; an overflow in the scores is reported too.
+  a float mask, raises ``ValueError``, on every path and device. Scanning q, k and v
+  first would cost ~10% of a call at n = 128 on CPU, so the check looks at the result
+  (one sum over the output, a few percent; a host sync on CUDA) and only when that is
+  not finite searches the inputs for the cause. A NaN that reaches no output (in a
+  query whose keys are all masked; in a masked key, on some kernels) therefore
+  passes; an overflow in the scores is reported too.
 
 Where each function is taught (chapter numbers; files under chapters/):
 
