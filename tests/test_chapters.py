@@ -15,7 +15,7 @@ import pytest
 
 from qkv import quiz
 
-from .book import ROOT, cell_text, chapter_paths, repository_url, toc_files
+from .book import ROOT, cell_text, chapter_paths, install_cell_source, repository_url, toc_files
 
 SECTIONS = [
     "The 30-second answer",
@@ -26,7 +26,31 @@ SECTIONS = [
     "Self-quiz",
     "References",
 ]
+# Pages that _ext/takeaways.py writes at build time (git-ignored, so absent before a build).
+GENERATED_PAGES = {"appendix/cheatsheet"}
 CJK = re.compile(r"[\u4e00-\u9fff]")
+ADMONITION = re.compile(
+    r"^:::\{admonition\}[ \t]*(?P<title>[^\n]*)\n(?P<body>.*?)^:::[ \t]*$", re.M | re.S
+)
+CHINESE_TITLE = "30 秒回答（中文）"
+
+
+def chinese_answer_problems(markdown: str) -> list[str]:
+    """The Chinese 30-second answer: an admonition titled exactly ``30 秒回答（中文）``
+    right after the English one (only blank lines between), with Chinese text in it."""
+    found = list(ADMONITION.finditer(markdown))
+    english = [m for m in found if m["title"].strip() == "The 30-second answer"]
+    if len(english) != 1:
+        return ["exactly one admonition titled 'The 30-second answer' is required"]
+    after = [m for m in found if m.start() > english[0].end()]
+    nxt = after[0] if after else None
+    if nxt is None or nxt["title"].strip() != CHINESE_TITLE:
+        return [f"the English 30-second answer must be followed by an admonition '{CHINESE_TITLE}'"]
+    if markdown[english[0].end() : nxt.start()].strip():
+        return [f"nothing may stand between the English answer and '{CHINESE_TITLE}'"]
+    if len(CJK.findall(nxt["body"])) < 20:
+        return [f"'{CHINESE_TITLE}' must hold the answer in Chinese"]
+    return []
 
 
 def problems(path: Path) -> list[str]:
@@ -51,12 +75,11 @@ def problems(path: Path) -> list[str]:
     if not (
         first.get("cell_type") == "code"
         and "remove-cell" in first.get("metadata", {}).get("tags", [])
-        and repository_url() in cell_text(first)
-        and 'find_spec("qkv")' in cell_text(first)
+        and cell_text(first) == install_cell_source(repository_url())
     ):
         found.append(
             "the first cell must be the guarded Colab install of qkv from the repository URL "
-            "in _config.yml, tagged remove-cell"
+            "in _config.yml (tests/book.py: install_cell_source), tagged remove-cell"
         )
 
     title_lines = [ln.strip() for ln in (markdown[0] if markdown else "").splitlines()]
@@ -75,6 +98,7 @@ def problems(path: Path) -> list[str]:
         found.append(f"level-2 sections must include, in order: {SECTIONS}; found {headings}")
     if "{admonition}" not in all_md and "{tip}" not in all_md and "{note}" not in all_md:
         found.append("the 30-second answer must be an admonition")
+    found += chinese_answer_problems(all_md)
 
     if not re.search(r"^\s*(import qkv|from qkv)", all_code, flags=re.MULTILINE):
         found.append("no cell imports qkv")
@@ -110,7 +134,7 @@ def test_every_chapter_is_in_the_toc_and_every_entry_exists() -> None:
     listed = set(toc_files())
     on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in chapter_paths()}
     assert on_disk - listed == set(), f"chapters missing from _toc.yml: {on_disk - listed}"
-    for entry in listed:
+    for entry in listed - GENERATED_PAGES:
         candidates = [ROOT / f"{entry}{suffix}" for suffix in (".ipynb", ".md")]
         assert any(c.exists() for c in candidates), f"_toc.yml lists {entry}, which does not exist"
 
@@ -134,3 +158,18 @@ def test_a_notebook_that_is_not_json_is_reported_by_name(tmp_path: Path) -> None
     bad = tmp_path / "q98_broken.ipynb"
     bad.write_text("{ not json")
     assert problems(bad)[0].startswith(f"{bad}: not valid JSON")
+
+
+def test_the_chinese_answer_check_catches_what_it_should() -> None:
+    english = ":::{admonition} The 30-second answer\n:class: tip\nAttention is a lookup.\n:::\n"
+    chinese = (
+        f":::{{admonition}} {CHINESE_TITLE}\n:class: tip\n"
+        "Attention 本质上是一种可微的、按内容寻址的查找，权重由输入算出，非负且和为一。\n:::\n"
+    )
+    assert chinese_answer_problems(english + "\n" + chinese) == []
+    assert "followed by" in chinese_answer_problems(english)[0]
+    assert "nothing may stand" in chinese_answer_problems(english + "Some text.\n\n" + chinese)[0]
+    untranslated = chinese.replace(chinese.split("\n")[2], "Attention is a lookup.")
+    assert "in Chinese" in chinese_answer_problems(english + untranslated)[0]
+    renamed = chinese.replace(CHINESE_TITLE, "30 秒回答")
+    assert "followed by" in chinese_answer_problems(english + renamed)[0]

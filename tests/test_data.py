@@ -2,6 +2,7 @@
 
 from importlib import resources
 
+import numpy as np
 import pytest
 import torch
 
@@ -224,7 +225,7 @@ def test_long_document_evidence_sits_where_asked_and_fixes_the_label(position, l
         (lambda: load_corpus("fr"), ValueError, "'en' or 'zh', got 'fr'"),
         (lambda: load_corpus("en", "dev"), ValueError, "'train' or 'test', got 'dev'"),
         (lambda: TASKS["seq2seq"](1.5), TypeError, r"torch.Generator or an int seed >= 0, got 1.5"),
-        (lambda: TASKS["seq2seq"](-1), TypeError, "int seed >= 0, got -1"),
+        (lambda: TASKS["seq2seq"](-1), ValueError, r"seed\) must be >= 0, got -1"),
         (
             lambda: digit_seq2seq(2, min_len=3, max_len=9, task="sort", generator=0),
             ValueError,
@@ -238,7 +239,7 @@ def test_long_document_evidence_sits_where_asked_and_fixes_the_label(position, l
         (
             lambda: digit_seq2seq(0, min_len=1, max_len=4, generator=0),
             ValueError,
-            "batch_size must be a positive int, got 0",
+            "batch_size must be >= 1, got 0",
         ),
         (
             lambda: associative_recall(2, 5, n_keys=4, n_values=3, generator=0),
@@ -292,3 +293,22 @@ def test_errors(call, error, match):
 def test_a_cuda_generator_is_refused():
     with pytest.raises(ValueError, match="CPU generator"):
         TASKS["seq2seq"](torch.Generator(device="cuda"))
+
+
+def test_numpy_integers_are_ints_and_floats_are_not():
+    batch = digit_seq2seq(np.int64(3), min_len=np.int32(1), max_len=4, generator=np.int64(0))
+    assert torch.equal(batch.src, digit_seq2seq(3, min_len=1, max_len=4, generator=0).src)
+    with pytest.raises(TypeError, match="batch_size must be an int, got float 3.0"):
+        digit_seq2seq(3.0, min_len=1, max_len=4, generator=0)
+    with pytest.raises(ValueError, match="n_classes must be >= 2, got 1"):
+        long_documents(2, 10, n_classes=1, generator=0)
+
+
+def test_moved_names_stay_valid_under_qkv_data():
+    import qkv.data
+    import qkv.markov
+    import qkv.tasks
+
+    assert qkv.data.MarkovLanguage is qkv.markov.MarkovLanguage
+    for name in qkv.tasks.__all__:
+        assert getattr(qkv.data, name) is getattr(qkv.tasks, name), name

@@ -18,3 +18,15 @@ def test_every_qkv_module_is_on_the_api_page() -> None:
     documented = set(re.findall(r"^\.\. automodule:: +(\S+)", page, flags=re.MULTILINE))
     assert modules - documented == set(), f"add to appendix/api.md: {sorted(modules - documented)}"
     assert documented - modules == set(), f"no such module: {sorted(documented - modules)}"
+
+
+def test_bibliography_parses_with_unique_keys() -> None:
+    """references.bib is valid BibTeX (a missing brace breaks the whole build) with unique keys."""
+    import pybtex.database
+
+    text = (ROOT / "references.bib").read_text(encoding="utf-8")
+    keys = re.findall(r"^@\w+\{([^,\s]+),", text, flags=re.MULTILINE)
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    assert not duplicates, f"duplicate keys in references.bib: {duplicates}"
+    entries = pybtex.database.parse_string(text, "bibtex").entries
+    assert len(entries) == len(keys)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
+
 import pytest
 import torch
 
@@ -98,3 +102,119 @@ def test_every_checker_says_not_attempted_for_the_untouched_stub(check) -> None:
     verdict = check(untouched)
     assert verdict.status == "not attempted" and not verdict, verdict
     assert "not attempted yet" in str(verdict)
+
+
+# --- the framework: stubs, time limit, exits, in-place changes (issue 10, items 9-13) ---
+
+
+def _always_passes() -> list[Case]:
+    return [Case("calls fn once", lambda fn: fn(torch.zeros(3)))]
+
+
+def test_only_the_untouched_stub_is_not_attempted() -> None:
+    def with_docstring(x):
+        """The reader's docstring."""
+        raise NotImplementedError("your code here")
+
+    def partial(x):
+        if x.sum() > 0:
+            return x
+        raise NotImplementedError  # the branch the reader has not written yet
+
+    assert run_checks("demo", with_docstring, _always_passes()).status == "not attempted"
+    verdict = run_checks("demo", partial, _always_passes())
+    assert verdict.status == "failed", verdict
+    assert "raised NotImplementedError" in verdict.detail
+
+
+def test_the_stub_is_recognised_without_its_source() -> None:
+    namespace: dict = {}
+    exec("def stub(x):\n    raise NotImplementedError\n", namespace)  # no file, no source
+    exec("def solved(x):\n    return x\n", namespace)
+    exec("def started(x):\n    y = x + 1\n    raise NotImplementedError\n", namespace)
+    assert run_checks("demo", namespace["stub"], _always_passes()).status == "not attempted"
+    assert run_checks("demo", namespace["solved"], _always_passes()).passed
+    assert run_checks("demo", namespace["started"], _always_passes()).status == "failed"
+
+
+def test_an_endless_loop_times_out() -> None:
+    stop = threading.Event()  # lets the test end the runaway thread afterwards
+
+    def endless(x):
+        while not stop.is_set():
+            pass
+
+    started = time.perf_counter()
+    verdict = run_checks("demo", endless, _always_passes(), time_limit=0.5)
+    stop.set()
+    assert verdict.status == "failed"
+    assert "timed out after 0.5 s" in verdict.detail, verdict
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("exit_call", [lambda: sys.exit(3), lambda: exit(), lambda: quit()])
+def test_system_exit_gives_a_verdict(exit_call) -> None:
+    verdict = run_checks("demo", lambda x: exit_call(), _always_passes())
+    assert verdict.status == "failed" and "raised SystemExit" in verdict.detail, verdict
+
+
+def test_keyboard_interrupt_is_not_swallowed() -> None:
+    def interrupted(x):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_checks("demo", interrupted, _always_passes())
+
+
+def test_bad_time_limit() -> None:
+    with pytest.raises(ValueError, match="time_limit must be > 0 seconds or None, got 0"):
+        run_checks("demo", len, [], time_limit=0)
+
+
+@pytest.mark.parametrize("check", every_checker(), ids=lambda c: c.__name__)
+def test_every_checker_reports_inputs_changed_in_place(check) -> None:
+    got_tensors: list[bool] = []
+
+    def vandal(*args, **kwargs):
+        """Changes every tensor it gets in place, then returns garbage."""
+        tensors = [v for v in [*args, *kwargs.values()] if isinstance(v, torch.Tensor)]
+        got_tensors.append(bool(tensors))
+        with torch.no_grad():
+            for t in tensors:
+                t.logical_not_() if t.dtype == torch.bool else t.add_(1)
+        return None
+
+    verdict = check(vandal)
+    assert verdict.status == "failed", verdict
+    if any(got_tensors):  # (Q6 passes a module, meant to change; Q15 a config)
+        assert "changed its input" in verdict.detail and "in place" in verdict.detail, verdict
+
+
+def test_in_place_message_names_the_argument_and_sees_inside_lists() -> None:
+    def changes_second(a, pair):
+        pair[1].mul_(2)
+        return a
+
+    cases = [Case("list", lambda fn: fn(torch.ones(2), [torch.ones(2), torch.ones(2)]))]
+    verdict = run_checks("demo", changes_second, cases)
+    assert "changed its input `pair` in place" in verdict.detail, verdict
+
+
+# --- Q8: max_len is not lengths.max(), and a sequence may be empty (issue 10, item 9) ---
+
+
+def test_padding_mask_must_use_max_len_not_the_longest_length() -> None:
+    verdict = check_padding_mask(
+        lambda lengths, L: torch.arange(int(lengths.max())) < lengths[:, None]
+    )
+    assert verdict.status == "failed", verdict
+    assert "no sequence is full" in verdict.detail and "expected shape" in verdict.detail
+
+
+def test_padding_mask_must_handle_an_empty_sequence() -> None:
+    def via_one_hot(lengths, max_len):  # marks the last real token, then fills to the left
+        last = torch.nn.functional.one_hot(lengths - 1, max_len)
+        return last.flip(-1).cumsum(-1).flip(-1).bool()
+
+    verdict = check_padding_mask(via_one_hot)
+    assert verdict.status == "failed" and "an empty sequence" in verdict.detail, verdict

@@ -59,7 +59,7 @@ def test_reference_passes() -> None:
         (ignores_the_mask, "mask (n, m) shared by every batch and head"),
         (inverted_mask, "mask (n, m) shared"),
         (weights_after_softmax, "mask (n, m) shared"),
-        (in_place, "changed its inputs in place"),
+        (in_place, "changed its input `q` in place"),
         (lambda q, k, v, mask=None: v, "expected shape (5, 6), got (7, 6)"),
     ],
 )

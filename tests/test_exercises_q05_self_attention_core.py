@@ -60,7 +60,7 @@ def test_reference_passes() -> None:
         (linear_layout, "Case 'one sequence' raised RuntimeError"),
         (transposed_when_square, "(square weights, d_model = d_k = d_v): x (2, 6, 8)"),
         (forgot_w_v, "expected shape (7, 3), got (7, 12)"),
-        (in_place, "changed its inputs in place"),
+        (in_place, "changed its input `w_q` in place"),
     ],
 )
 def test_wrong_self_attentions_fail_with_a_counter_example(wrong, expected) -> None:

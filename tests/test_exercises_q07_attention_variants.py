@@ -22,7 +22,7 @@ def reference(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 def half_split(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """GPT-NeoX's pairing (i, i + d_k/2): relative too, but not the convention asked for."""
+    """GPT-NeoX's and Llama's pairing (i, i + d_k/2): the same rotations, features permuted."""
     d_k = x.shape[-1]
     theta = 10000.0 ** (-torch.arange(0, d_k, 2, dtype=torch.float64) / d_k)
     angle = positions[:, None].double() * theta  # (L, d_k / 2)
@@ -42,13 +42,24 @@ def test_reference_passes() -> None:
     assert check_rotary(apply_rotary).passed
 
 
+def test_rotate_half_pairing_is_accepted_too() -> None:
+    verdict = check_rotary(half_split)
+    assert verdict.passed, verdict
+
+
+def test_a_wrong_rotation_is_shown_against_both_pairings() -> None:
+    verdict = check_rotary(lambda x, p: half_split(x, p + 1))
+    assert verdict.status == "failed", verdict
+    assert "matches neither pairing" in verdict.detail
+    assert "RoFormer" in verdict.detail and "GPT-NeoX and Llama" in verdict.detail
+
+
 @pytest.mark.parametrize(
     ("wrong", "expected"),
     [
         (lambda x, p: reference(x, -p), "expected"),  # rotates the other way
         (lambda x, p: reference(x, p + 1), "expected"),  # positions off by one
         (lambda x, p: x.clone(), "expected"),  # forgot to rotate
-        (half_split, "shape (5, 8)"),  # right for one pair, wrong pairing after
         (lambda x, p: reference(x, p)[..., :-1], "expected shape"),
         (in_place, "changed its input"),
     ],

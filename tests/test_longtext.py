@@ -152,6 +152,15 @@ def test_aggregate_bad_input(logits, how, error, match):
         aggregate(logits, how)
 
 
+def test_aggregate_dim_is_checked_and_may_be_negative():
+    logits = torch.randn(2, 4, 3)  # (B, W, C)
+    with pytest.raises(ValueError, match="dim=5 is out of range for a tensor with 3 dims"):
+        aggregate(logits, dim=5)
+    with pytest.raises(TypeError, match="dim must be an int, got float"):
+        aggregate(logits, dim=1.0)
+    torch.testing.assert_close(aggregate(logits, dim=-2), logits.mean(1))
+
+
 def test_hierarchical_pool_respects_the_chunk_mask():
     g = torch.Generator().manual_seed(0)
     vectors = torch.randn(3, 5, 36, generator=g)

@@ -1,5 +1,6 @@
 """Tests for qkv.masks: values, conventions (True = may attend) and every error path."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,8 +39,10 @@ def test_padding_mask_defaults_to_longest_and_takes_lists():
         ([[3, 1]], None, ValueError, r"1-D \(B,\), got shape \(1, 2\)"),
         ([1.5, 2.0], None, TypeError, "integer tensor, got dtype torch.float32"),
         ([True, False], None, TypeError, "integer tensor, got dtype torch.bool"),
-        ([1, 2], -1, ValueError, "max_len must be a non-negative int or None, got -1"),
-        ([1, 2], 2.5, ValueError, "max_len must be a non-negative int or None, got 2.5"),
+        ([1, 2], -1, ValueError, "max_len must be >= 0, got -1"),
+        ([1, 2], 2.5, TypeError, "max_len must be an int, got float 2.5"),
+        (["a"], None, TypeError, r"integer tensor or a list of ints, got \['a'\]"),
+        (None, None, TypeError, "lengths must be a .* list of ints, got None"),
     ],
 )
 def test_padding_mask_rejects(lengths, max_len, error, match):
@@ -87,10 +90,25 @@ def test_causal_mask_differs_from_torch_is_causal_when_m_exceeds_n():
     )
 
 
-@pytest.mark.parametrize(("n", "m"), [(-1, None), (3, -2), (2.0, None), (True, 3)])
-def test_causal_mask_rejects(n, m):
-    with pytest.raises(ValueError, match="must be a non-negative int"):
+@pytest.mark.parametrize(
+    ("n", "m", "error", "match"),
+    [
+        (-1, None, ValueError, "n must be >= 0, got -1"),
+        (3, -2, ValueError, "m must be >= 0, got -2"),
+        (2.0, None, TypeError, "n must be an int, got float 2.0"),
+        (True, 3, TypeError, "n must be an int, got bool True"),
+    ],
+)
+def test_causal_mask_rejects(n, m, error, match):
+    with pytest.raises(error, match=match):
         causal_mask(n, m)
+
+
+def test_empty_batch_and_numpy_sizes():
+    assert padding_mask([]).shape == (0, 0) and padding_mask([]).dtype == torch.bool
+    assert padding_mask([], max_len=3).shape == (0, 3)
+    assert torch.equal(padding_mask([1, 2], np.int64(3)), padding_mask([1, 2], 3))
+    assert torch.equal(causal_mask(np.int64(3), np.int32(4)), causal_mask(3, 4))
 
 
 def test_key_mask_shape_and_broadcast(device):

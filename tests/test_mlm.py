@@ -152,10 +152,13 @@ def test_special_ids_may_be_a_tensor_and_int32_input_works():
         ({"split": (1.1, -0.1, 0.0)}, ValueError, "non-negative"),
         ({"split": (0.5, 0.5)}, ValueError, "split must be 3 numbers"),
         ({"mask_id": V}, ValueError, r"mask_id must be in \[0, vocab_size=99\)"),
-        ({"mask_id": 3.0}, TypeError, "mask_id must be an int token id"),
+        ({"mask_id": 3.0}, TypeError, "mask_id must be an int, got float"),
         ({"special_ids": (0, 120)}, ValueError, r"special id must be in \[0, vocab_size"),
-        ({"vocab_size": 0}, ValueError, "vocab_size must be a positive int"),
+        ({"vocab_size": 0}, ValueError, "vocab_size must be >= 1"),
         ({"generator": 3}, TypeError, "generator must be a torch.Generator"),
+        ({"special_ids": None}, TypeError, r"special_ids must be an iterable .*\[\] if there are"),
+        ({"special_ids": 0}, TypeError, "special_ids must be an iterable of token ids"),
+        ({"vocab_size": 99.0}, TypeError, "vocab_size must be an int, got float"),
     ],
 )
 def test_bad_arguments(change, error, match):
@@ -182,3 +185,77 @@ def test_bad_input_ids(ids, error, match):
 def test_random_replacement_needs_a_non_special_id():
     with pytest.raises(ValueError, match="every id is special"):
         mask_tokens(torch.tensor([[0, 1]]), vocab_size=2, mask_id=1, special_ids=(0,))
+
+
+# --- the masked-LM experiment of Q16 -------------------------------------------------
+
+
+def test_masked_lm_matches_hugging_face_bert_for_masked_lm():
+    transformers = pytest.importorskip("transformers")
+    from qkv.bert import BertConfig, bert_from_hf_state_dict
+    from qkv.mlm import MaskedLM
+
+    config = BertConfig(vocab_size=37, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
+                        intermediate_size=19, max_position_embeddings=11,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    hf_config = transformers.BertConfig(
+        vocab_size=37, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
+        intermediate_size=19, max_position_embeddings=11, hidden_act="gelu",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    hf = transformers.BertForMaskedLM(hf_config).eval()
+    ours = MaskedLM(config).eval()
+    ours.bert = bert_from_hf_state_dict(hf.bert.state_dict() | _hf_pooler(config), config)
+    head = hf.cls.predictions
+    with torch.no_grad():
+        ours.transform.load_state_dict(head.transform.dense.state_dict())
+        ours.norm.load_state_dict(head.transform.LayerNorm.state_dict())
+        ours.bias.copy_(head.bias)
+    ids = torch.randint(0, 37, (3, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        expected = hf(ids, attention_mask=mask).logits
+        got = ours(ids, mask)
+    real = mask.bool()
+    assert torch.allclose(got[real], expected[real], atol=1e-5)
+
+
+def _hf_pooler(config):
+    # BertForMaskedLM has no pooler; give the loader a zero one (unused by the MLM head)
+    H = config.hidden_size
+    return {"pooler.dense.weight": torch.zeros(H, H), "pooler.dense.bias": torch.zeros(H)}
+
+
+def test_isolated_mask_batch_keeps_both_neighbours():
+    from qkv.data import MarkovLanguage
+    from qkv.mlm import isolated_mask_batch
+
+    words, position = isolated_mask_batch(MarkovLanguage(7), 50, 5, generator=3)
+    assert words.shape == (50, 5) and position.min() >= 1 and position.max() <= 3
+    again, _ = isolated_mask_batch(MarkovLanguage(7), 50, 5, generator=3)
+    assert torch.equal(words, again)
+    with pytest.raises(ValueError, match="length"):
+        isolated_mask_batch(MarkovLanguage(7), 5, 2, generator=0)
+
+
+def test_train_masked_lm_attention_hiding_leaks_and_input_hiding_does_not(device):
+    from qkv.mlm import train_masked_lm
+
+    leak = train_masked_lm(0.15, hide="attention", steps=30, device=device)
+    assert leak.accuracy > leak.bayes_accuracy and leak.loss < leak.bayes_loss
+    honest = train_masked_lm(0.15, hide="input", steps=5, device=device)
+    assert honest.loss > honest.bayes_loss  # nobody beats the exact posterior
+    assert 0.5 < honest.bayes_accuracy < 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"rate": 0.0}, "rate"), ({"rate": 1.5}, "rate"), ({"rate": 0.15, "hide": "loss"}, "hide")],
+)
+def test_train_masked_lm_rejects_bad_arguments(kwargs, match):
+    from qkv.mlm import train_masked_lm
+
+    rate = kwargs.pop("rate")
+    with pytest.raises(ValueError, match=match):
+        train_masked_lm(rate, steps=1, **kwargs)

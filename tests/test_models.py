@@ -13,19 +13,17 @@ from torch import nn
 import qkv.bert
 import qkv.models
 from qkv.attention import MultiHeadAttention
-from qkv.masks import causal_mask, key_mask, padding_mask
-from qkv.models import (
+from qkv.bert import (
     Bert,
     BertConfig,
-    EncoderDecoder,
-    PositionwiseFeedForward,
-    TransformerDecoderLayer,
-    TransformerEncoderLayer,
     bert_from_hf_state_dict,
     bert_parameter_breakdown,
     bert_parameter_count,
-    sinusoidal_positions,
 )
+from qkv.layers import PositionwiseFeedForward, TransformerDecoderLayer, TransformerEncoderLayer
+from qkv.masks import causal_mask, key_mask, padding_mask
+from qkv.models import EncoderDecoder
+from qkv.positions import sinusoidal_positions
 
 # tiny odd sizes, all different, so that a swapped dimension fails loudly
 V, D, H, FF, B, L = 99, 36, 4, 37, 3, 7
@@ -331,6 +329,16 @@ def test_bert_from_state_dict_lists_missing_and_unexpected_keys(hf_config):
         bert_from_hf_state_dict(hf_bert(hf_config).state_dict(), wider)
 
 
+def test_moved_names_stay_valid_under_qkv_models():
+    import qkv.layers
+    import qkv.positions
+
+    assert qkv.models.sinusoidal_positions is qkv.positions.sinusoidal_positions
+    assert qkv.models.TransformerEncoderLayer is qkv.layers.TransformerEncoderLayer
+    assert qkv.models.TransformerDecoderLayer is qkv.layers.TransformerDecoderLayer
+    assert qkv.models.PositionwiseFeedForward is qkv.layers.PositionwiseFeedForward
+
+
 def test_bert_is_reexported_by_models_in_either_import_order():
     assert qkv.models.Bert is qkv.bert.Bert and qkv.models.BertConfig is qkv.bert.BertConfig
     with pytest.raises(AttributeError, match="has no attribute 'Bart'"):
@@ -351,7 +359,7 @@ def test_bert_is_reexported_by_models_in_either_import_order():
             ValueError,
             "hidden_size 10 is not a multiple of num_attention_heads 3",
         ),
-        (lambda: BertConfig(num_hidden_layers=0), ValueError, "num_hidden_layers must be a posi"),
+        (lambda: BertConfig(num_hidden_layers=0), ValueError, "num_hidden_layers must be >= 1"),
         (lambda: BertConfig(hidden_dropout_prob=1.5), ValueError, r"hidden_dropout_prob .*1.5"),
         (lambda: BertConfig(layer_norm_eps=0.0), ValueError, "layer_norm_eps must be > 0"),
         (lambda: Bert(TINY)(torch.full((2, 5), V)), ValueError, r"input_ids must be in \[0, 99\)"),
@@ -362,6 +370,13 @@ def test_bert_is_reexported_by_models_in_either_import_order():
         ),
         (lambda: Bert(TINY)(torch.zeros(2, 5)), TypeError, "integer tensor of token ids"),
         (lambda: Bert(TINY)(torch.zeros(5, dtype=torch.long)), ValueError, r"\(B, L\), got"),
+        (
+            lambda: Bert(TINY)(torch.zeros(2, 0, dtype=torch.long)),
+            ValueError,
+            r"input_ids must hold at least one token per sequence, got shape \(B, 0\)",
+        ),
+        (lambda: TransformerEncoderLayer(D, H, FF, True), TypeError, "dropout must be a number"),
+        (lambda: PositionwiseFeedForward(D, 37.0), TypeError, "d_ff must be an int, got float"),
         (
             lambda: Bert(TINY)(torch.zeros(2, 5, dtype=torch.long), torch.full((2, 5), 3)),
             ValueError,
@@ -385,8 +400,8 @@ def test_bert_is_reexported_by_models_in_either_import_order():
         (lambda: TransformerEncoderLayer(D, 5, FF), ValueError, "not a multiple of n_heads=5"),
         (lambda: TransformerEncoderLayer(D, H, FF, 1.5), ValueError, r"dropout must be in \[0, 1"),
         (lambda: PositionwiseFeedForward(D, FF, "swish"), ValueError, "'gelu' or 'relu', got 'sw"),
-        (lambda: PositionwiseFeedForward(D, 0), ValueError, "d_ff must be a positive int, got 0"),
-        (lambda: EncoderDecoder(V, V, D, H, FF, n_layers=0), ValueError, "n_layers must be a pos"),
+        (lambda: PositionwiseFeedForward(D, 0), ValueError, "d_ff must be >= 1, got 0"),
+        (lambda: EncoderDecoder(V, V, D, H, FF, n_layers=0), ValueError, "n_layers must be >= 1"),
         (
             lambda: EncoderDecoder(V, V, D, H, FF, 1, max_len=4)(
                 torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long)
@@ -394,7 +409,7 @@ def test_bert_is_reexported_by_models_in_either_import_order():
             ValueError,
             "src has length 5 > the maximum of 4",
         ),
-        (lambda: sinusoidal_positions(0, 4), ValueError, "max_len must be a positive int, got 0"),
+        (lambda: sinusoidal_positions(0, 4), ValueError, "max_len must be >= 1, got 0"),
     ],
 )
 def test_errors(call, error, match):

@@ -6,13 +6,19 @@ float32 ``atol=1e-5``.
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from qkv.attention import scaled_dot_product_attention
 from qkv.masks import causal_mask, to_additive
-from qkv.models import sinusoidal_positions
-from qkv.positions import alibi_bias, alibi_slopes, apply_rotary, rotary_angles
+from qkv.positions import (
+    alibi_bias,
+    alibi_slopes,
+    apply_rotary,
+    rotary_angles,
+    sinusoidal_positions,
+)
 
 F64 = {"atol": 1e-10, "rtol": 1e-10}
 
@@ -189,10 +195,15 @@ def test_alibi_in_causal_attention_matches_a_written_out_softmax(device) -> None
 
 
 def test_alibi_errors() -> None:
-    for bad in (0, -2, 2.0, True):
-        with pytest.raises(ValueError, match="n_heads must be a positive int"):
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="n_heads must be >= 1"):
             alibi_slopes(bad)
-    with pytest.raises(ValueError, match="L must be a positive int"):
+    for bad in (2.0, True):
+        with pytest.raises(TypeError, match="n_heads must be an int"):
+            alibi_slopes(bad)
+    assert torch.equal(alibi_slopes(np.int64(6)), alibi_slopes(6))
+    assert torch.equal(sinusoidal_positions(np.int64(5), np.int32(6)), sinusoidal_positions(5, 6))
+    with pytest.raises(ValueError, match="L must be >= 1"):
         alibi_bias(4, 0)
-    with pytest.raises(ValueError, match="n_heads must be a positive int"):
+    with pytest.raises(ValueError, match="n_heads must be >= 1"):
         alibi_bias(0, 7)

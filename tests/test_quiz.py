@@ -90,3 +90,50 @@ def test_show_renders_javascript(monkeypatch: pytest.MonkeyPatch) -> None:
         quiz.show(chapter)
         script = "".join(getattr(o, "data", "") or "" for o in shown)
         assert json.dumps(quiz.load(chapter)) in script, f"{chapter}: questions not embedded"
+
+
+def _single_answer_questions() -> list[tuple[str, int, dict]]:
+    return [
+        (chapter, i, q)
+        for chapter in quiz.available()
+        for i, q in enumerate(quiz.load(chapter), start=1)
+        if q["type"] == "multiple_choice"
+    ]
+
+
+def test_the_correct_option_is_rarely_the_longest() -> None:
+    """A reader must not be able to pass by picking the longest (most hedged) option.
+
+    Book-wide, the correct option may be the longest (ties included) in at most 40%
+    of the single-answer questions; by chance, with four options, it would be ~25%.
+    """
+    questions = _single_answer_questions()
+    longest = [
+        f"{chapter} question {i}"
+        for chapter, i, q in questions
+        if max(len(a["answer"]) for a in q["answers"])
+        == max(len(a["answer"]) for a in q["answers"] if a["correct"])
+    ]
+    share = len(longest) / len(questions)
+    print(f"correct option is the longest in {len(longest)} of {len(questions)} questions")
+    assert share <= 0.4, (
+        f"the correct option is the longest in {len(longest)} of {len(questions)} single-answer "
+        f"questions ({share:.0%} > 40%): rewrite the options to similar lengths: {longest}"
+    )
+
+
+def test_options_are_shuffled_in_the_browser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """qkv.quiz.show asks jupyterquiz to shuffle the options on every display."""
+    calls = []
+    import jupyterquiz
+
+    monkeypatch.setattr(jupyterquiz, "display_quiz", lambda *a, **kw: calls.append(kw))
+    quiz.show(quiz.available()[0])
+    assert calls and calls[0].get("shuffle_answers") is True
+    rendered = []
+    monkeypatch.undo()
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: rendered.extend(objs))
+    monkeypatch.setattr("jupyterquiz.dynamic.display.display", lambda *o, **kw: rendered.extend(o))
+    quiz.show(quiz.available()[0])
+    html = "".join(str(getattr(o, "data", "") or "") for o in rendered)
+    assert 'data-shuffleanswers="True"' in html, "jupyterquiz did not receive shuffle_answers"

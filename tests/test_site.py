@@ -26,6 +26,7 @@ BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = BUILD / "screenshots" / "q08_padding_mask.png"
+CHEATSHEET_SCREENSHOT = BUILD / "screenshots" / "cheatsheet.png"
 # sphinx-thebe 0.3.1 adds its one-line config script once per `env-before-read-docs`
 # event, which this build emits twice; the second copy redeclares a `const`. Harmless
 # here (the book launches Colab/Binder, not thebe), and the only error tolerated.
@@ -188,3 +189,53 @@ def test_landing_page_and_api_reference_offline(browser: object, server: str) ->
         assert any("MultiHeadAttention" in n for n in names) and len(names) > 50, len(names)
     finally:
         page.close()
+
+
+def test_cheatsheet_in_a_real_browser(browser: object, server: str) -> None:
+    """Every question on one page, math rendered offline, both languages, a working deck link."""
+    page, escaped, errors = open_offline(browser, f"{server}/appendix/cheatsheet.html")
+    try:
+        text = page.inner_text("main")
+        for notebook in chapter_paths():
+            assert english_title(notebook) in text, f"cheat sheet lacks {notebook.stem}"
+        assert "30 秒回答（中文）" in text
+        links = page.locator("main a.reference.internal").evaluate_all(
+            "els => els.map(e => e.getAttribute('href'))"
+        )
+        for notebook in chapter_paths():
+            assert any(notebook.stem in href for href in links), f"no link to {notebook.stem}"
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        page.evaluate("() => MathJax.startup.promise")
+        raw = page.locator("span.math:not(:has(mjx-container)), div.math:not(:has(mjx-container))")
+        assert page.locator("mjx-container").count() > 0 and raw.count() == 0
+        deck = page.locator("a[download]").first.get_attribute("href")
+        status = page.evaluate("url => fetch(url).then(r => r.status)", deck)
+        assert status == 200, f"the deck link {deck} answers {status}"
+        assert not errors, f"JavaScript errors: {errors}"
+        assert not escaped, f"requests left the local server: {escaped}"
+        CHEATSHEET_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(CHEATSHEET_SCREENSHOT), full_page=False)
+    finally:
+        page.close()
+
+
+def test_built_deck_matches_the_chapters(site: Path, tmp_path: Path) -> None:
+    """The deck in the site: a note per chapter and quiz question, ids stable across builds."""
+    from qkv import quiz
+
+    from .test_takeaways import deck_notes, takeaways
+
+    built = site / takeaways.DECK_FILE
+    assert built.exists(), "the build did not write the Anki deck"
+    notes = deck_notes(built)
+    n_questions = sum(len(quiz.load(p.stem)) for p in chapter_paths())
+    assert len(notes) == len(chapter_paths()) + n_questions
+    rebuilt = tmp_path / "again.apkg"
+    takeaways.write_deck(ROOT, rebuilt)
+    assert [n[:2] for n in notes] == [n[:2] for n in deck_notes(rebuilt)], "note ids changed"
+
+    q08 = next(ch for ch in takeaways.chapters(ROOT) if ch.stem == SCREENSHOT.stem)
+    fields = next(f for _, _, f in notes if f[0].startswith("Q8."))
+    assert q08.title in fields[0] and fields[1] == q08.title_zh
+    assert "\\(-\\infty\\)" in fields[2], "math in Anki's delimiters"
+    assert fields[4].endswith(f"{q08.docname}.html")

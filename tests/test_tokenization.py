@@ -5,7 +5,9 @@ import time
 from collections import Counter
 from itertools import pairwise
 
+import numpy as np
 import pytest
+import torch
 
 from qkv import tokenization
 from qkv.data import load_corpus
@@ -231,8 +233,49 @@ def test_jieba_is_silent_and_leaves_its_logger_as_it_was(caplog):
         (lambda: WordTokenizer.train(["ab"], lang="fr"), ValueError, "'en' or 'zh', got 'fr'"),
         (lambda: BPETokenizer.train(["abc"], 7), ValueError, "vocab_size must be >= 8"),
         (lambda: word_spans(None), TypeError, "text must be str, got NoneType"),
+        # ids are ints: never truncate 5.9 to 5 or read "5" or True as an id
+        (lambda: CharTokenizer.train(["ab"]).decode([5.9]), TypeError, "int, got float 5.9"),
+        (lambda: CharTokenizer.train(["ab"]).decode(["5"]), TypeError, "int, got str '5'"),
+        (lambda: CharTokenizer.train(["ab"]).decode([True]), TypeError, "int, got bool True"),
+        (lambda: CharTokenizer.train(["ab"]).decode(5), TypeError, "sequence of int token ids"),
+        (
+            lambda: CharTokenizer.train(["ab"]).decode(torch.tensor([5.0])),
+            TypeError,
+            "integer tensor, got dtype torch.float32",
+        ),
+        # a merge that builds a token outside the vocabulary would encode as [UNK]
+        (
+            lambda: BPETokenizer([*SPECIAL_TOKENS, "a", "b"], [("a", "b")]),
+            ValueError,
+            r"merge 0 \('a', 'b'\) builds 'ab', which is not in vocab",
+        ),
     ],
 )
 def test_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_decode_accepts_numpy_integers_and_integer_tensors():
+    tokenizer = CharTokenizer.train(["abba"])
+    ids = tokenizer.encode("ab")
+    assert tokenizer.decode(np.array(ids)) == "ab"
+    assert tokenizer.decode(torch.tensor(ids)) == "ab"
+    assert tokenizer.decode([np.int32(i) for i in ids]) == "ab"
+
+
+def test_bpe_built_from_its_own_merges_stays_lossless():
+    tokenizer = BPETokenizer.train(["low lower lowest"], 20)
+    rebuilt = BPETokenizer(tokenizer.vocab, tokenizer.merges)
+    text = "lowest low"
+    assert rebuilt.unk_id not in rebuilt.encode(text)
+    assert rebuilt.decode(rebuilt.encode(text)) == text
+
+
+def test_moved_names_stay_valid_under_qkv_tokenization():
+    import qkv.bpe
+    import qkv.vocab
+
+    for module in (qkv.bpe, qkv.vocab):
+        for name in module.__all__:
+            assert getattr(tokenization, name) is getattr(module, name), name

@@ -4,6 +4,7 @@ import copy
 import time
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -176,10 +177,9 @@ def test_history_values_unknown_key():
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"steps": 0}, "steps must be an int >= 1"),
-        ({"steps": 2.0}, "steps must be an int >= 1"),
-        ({"steps": 3, "seed": -1}, "seed must be an int >= 0"),
-        ({"steps": 3, "log_every": 0}, "log_every must be an int >= 1"),
+        ({"steps": 0}, "steps must be >= 1, got 0"),
+        ({"steps": 3, "seed": -1}, "seed must be >= 0, got -1"),
+        ({"steps": 3, "log_every": 0}, "log_every must be >= 1, got 0"),
         ({"steps": 3, "lr": float("nan")}, "lr must be a finite number >= 0"),
         ({"steps": 3, "lr": -1e-3}, "lr must be a finite number >= 0"),
         ({"steps": 3, "grad_clip": 0.0}, "grad_clip must be > 0 or None"),
@@ -189,6 +189,15 @@ def test_history_values_unknown_key():
 def test_bad_config(kw, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kw)
+
+
+def test_config_counts_are_ints_numpy_included():
+    with pytest.raises(TypeError, match="steps must be an int, got float 2.0"):
+        TrainConfig(steps=2.0)
+    with pytest.raises(TypeError, match="seed must be an int, got bool"):
+        TrainConfig(steps=2, seed=True)
+    config = TrainConfig(steps=np.int64(3), seed=np.int32(1))
+    assert type(config.steps) is int and type(config.seed) is int
 
 
 def test_bad_train_arguments():

@@ -44,10 +44,16 @@ __all__ = ["device", "seed_everything", "__version__"]
 
 # The submodules load on first use (PEP 562), so `import qkv` stays cheap and
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
+# Every public module file must be listed (tests/test_package.py checks it).
 _SUBMODULES = frozenset(
     {
-        "additive", "attention", "chunked", "data", "exercises", "longtext", "masks",
-        "mlm", "models", "plot", "quiz", "tokenization", "train", "tying", "warmup",
+        "additive", "attention", "bert", "bpe", "chunked", "complexity", "data", "din",
+        "exercises", "explanation", "gpt", "heads", "inductive_bias", "kernel_regression",
+        "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
+        "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
+        "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
+        "shared_projections", "stability", "tasks", "tiny_transformer", "tokenization",
+        "train", "tying", "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip
 
@@ -56,6 +62,10 @@ def __getattr__(name: str) -> ModuleType:
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES})
 
 
 def device() -> torch.device:
@@ -78,8 +88,9 @@ def seed_everything(seed: int) -> torch.Generator:
     same value) is for code that wants its own random stream.
     Used in: every chapter.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    from qkv._checks import check_int
+
+    seed = check_int("seed", seed, 0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device

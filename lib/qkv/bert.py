@@ -4,12 +4,12 @@
 :func:`bert_from_hf_state_dict` loads its weights and reproduces its outputs:
 
 - embeddings: token + learned position + token-type (segment), then LayerNorm and dropout;
-- ``num_hidden_layers`` Post-LN :class:`qkv.models.TransformerEncoderLayer` with
+- ``num_hidden_layers`` Post-LN :class:`qkv.layers.TransformerEncoderLayer` with
   exact (erf) GELU; bidirectional: only the padding mask, no causal mask;
 - pooler: ``tanh(W h_[CLS] + b)`` over the first token's final hidden state.
 
-Names follow Hugging Face's :class:`BertConfig` fields. Also re-exported by
-:mod:`qkv.models` (``qkv.models.Bert``).
+Names follow Hugging Face's :class:`BertConfig` fields. :mod:`qkv.models` imports
+these names too (``qkv.models.Bert``); this module does not import :mod:`qkv.models`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from qkv._checks import check_ids, check_positive_ints, check_probability
+from qkv.layers import TransformerEncoderLayer
 from qkv.masks import key_mask
-from qkv.models import TransformerEncoderLayer, _check_ids, _check_positive_ints
 
 __all__ = [
     "BertConfig",
@@ -39,7 +40,7 @@ class BertConfig:
 
     ``hidden_size`` is ``d_model``, ``num_attention_heads`` is ``h``,
     ``intermediate_size`` is ``d_ff``, ``vocab_size`` is ``V``.
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
+    Used in: Q15, Q18, Q20, Q26.
     """
 
     vocab_size: int = 30522
@@ -55,7 +56,7 @@ class BertConfig:
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_positive_ints(
+        check_positive_ints(
             vocab_size=self.vocab_size,
             hidden_size=self.hidden_size,
             num_hidden_layers=self.num_hidden_layers,
@@ -69,9 +70,10 @@ class BertConfig:
                 f"hidden_size {self.hidden_size} is not a multiple of "
                 f"num_attention_heads {self.num_attention_heads}"
             )
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_probability(
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+        )
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
 
@@ -96,8 +98,7 @@ def bert_parameter_breakdown(config: BertConfig) -> dict[str, int]:
 
     Returns:
         ``{"embeddings", "per_layer", "encoder", "pooler", "total"}``.
-
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
+    Used in: Q15.
     """
     H, intermediate = config.hidden_size, config.intermediate_size
     tables = config.vocab_size + config.max_position_embeddings + config.type_vocab_size
@@ -117,10 +118,7 @@ def bert_parameter_breakdown(config: BertConfig) -> dict[str, int]:
 
 
 def bert_parameter_count(config: BertConfig) -> int:
-    """Total number of BERT parameters, analytically: 109,482,240 for BERT-base.
-
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
-    """
+    """Total number of BERT parameters, analytically: 109,482,240 for BERT-base."""
     return bert_parameter_breakdown(config)["total"]
 
 
@@ -128,7 +126,6 @@ class BertEmbeddings(nn.Module):
     """Token + learned position + token-type embeddings, then LayerNorm and dropout.
 
     ``input_ids, token_type_ids: (B, L)`` -> ``(B, L, hidden_size)``.
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -152,9 +149,7 @@ class Bert(nn.Module):
 
     Weights are initialised as in BERT: normal with standard deviation
     ``initializer_range``, zero biases, LayerNorm 1 and 0.
-
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder), Q16 (bert/q16_mask_rate),
-    Q17 (bert/q17_cls_token), Q18 (bert/q18_nonlinearity).
+    Used in: Q15, Q18, Q20.
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -208,11 +203,11 @@ class Bert(nn.Module):
             ``pooled_output (B, hidden_size) = tanh(W h_[CLS] + b)``.
         """
         cfg = self.config
-        _check_ids(input_ids, cfg.vocab_size, cfg.max_position_embeddings, "input_ids")
+        check_ids(input_ids, cfg.vocab_size, cfg.max_position_embeddings, "input_ids")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         _check_same_shape(token_type_ids, input_ids, "token_type_ids")
-        _check_ids(token_type_ids, cfg.type_vocab_size, input_ids.shape[1], "token_type_ids")
+        check_ids(token_type_ids, cfg.type_vocab_size, input_ids.shape[1], "token_type_ids")
         mask = None
         if attention_mask is not None:
             _check_same_shape(attention_mask, input_ids, "attention_mask")
@@ -278,8 +273,7 @@ def bert_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: BertConfig
 
     Raises:
         ValueError: listing missing and unexpected keys, or a tensor of the wrong shape.
-
-    Used in: Q15 (bert/q15_bert_encoder_or_decoder).
+    Used in: Q15, Q26.
     """
     state = {k.removeprefix("bert."): v for k, v in state_dict.items()}
     names = _hf_names(config)

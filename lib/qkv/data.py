@@ -1,57 +1,40 @@
-"""The book's small corpus and the seeded synthetic tasks the chapters train on.
+"""The book's data: a small bilingual corpus, and the seeded synthetic tasks the chapters train on.
 
-Every task is a function of a :class:`torch.Generator` (or an int seed): the
-same seed gives the same batch on every machine. Tensors are made on the CPU,
-batch first; the caller moves them with ``.to(device)``.
-
-All tasks share one table of special token ids; a task's own tokens start at
-:data:`N_SPECIAL`:
-
-=============  ===  ==========================================
-``PAD_ID``     0    padding, always after the real tokens
-``BOS_ID``     1    beginning of a target sequence
-``EOS_ID``     2    end of a target sequence
-``CLS_ID``     3    classification token, first in the input
-``SEP_ID``     4    separator (unused by the tasks here)
-``MASK_ID``    5    the masked-LM ``[MASK]`` token
-=============  ===  ==========================================
+:func:`load_corpus` reads the corpus shipped with the package. The synthetic
+tasks live in :mod:`qkv.tasks` (the labelled tasks and the special-id table
+they share: ``PAD_ID`` = 0, ``BOS_ID`` = 1, ``EOS_ID`` = 2, ``CLS_ID`` = 3,
+``SEP_ID`` = 4, ``MASK_ID`` = 5, a task's own tokens from
+:data:`qkv.tasks.N_SPECIAL` on) and in :mod:`qkv.markov`
+(:class:`qkv.markov.MarkovLanguage`, for masked-LM); every one of their names
+is importable from here too, e.g. ``qkv.data.digit_seq2seq``.
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from typing import NamedTuple
 
-import torch
+# Re-exported so that `qkv.data.<name>` is one entry point (`X as X` marks a re-export).
+# They stay out of __all__, so the API page documents each name once, in its own module.
+from qkv.markov import MarkovLanguage as MarkovLanguage
+from qkv.tasks import BOS_ID as BOS_ID
+from qkv.tasks import CLS_ID as CLS_ID
+from qkv.tasks import DIGIT_VOCAB_SIZE as DIGIT_VOCAB_SIZE
+from qkv.tasks import EOS_ID as EOS_ID
+from qkv.tasks import MASK_ID as MASK_ID
+from qkv.tasks import N_SPECIAL as N_SPECIAL
+from qkv.tasks import PAD_ID as PAD_ID
+from qkv.tasks import SEP_ID as SEP_ID
+from qkv.tasks import SPECIAL_IDS as SPECIAL_IDS
+from qkv.tasks import ClassificationBatch as ClassificationBatch
+from qkv.tasks import LongDocBatch as LongDocBatch
+from qkv.tasks import RecallBatch as RecallBatch
+from qkv.tasks import Seq2SeqBatch as Seq2SeqBatch
+from qkv.tasks import associative_recall as associative_recall
+from qkv.tasks import digit_seq2seq as digit_seq2seq
+from qkv.tasks import long_documents as long_documents
+from qkv.tasks import sequence_classification as sequence_classification
 
-__all__ = [
-    "PAD_ID",
-    "BOS_ID",
-    "EOS_ID",
-    "CLS_ID",
-    "SEP_ID",
-    "MASK_ID",
-    "SPECIAL_IDS",
-    "N_SPECIAL",
-    "DIGIT_VOCAB_SIZE",
-    "load_corpus",
-    "Seq2SeqBatch",
-    "digit_seq2seq",
-    "RecallBatch",
-    "associative_recall",
-    "MarkovLanguage",
-    "ClassificationBatch",
-    "sequence_classification",
-    "LongDocBatch",
-    "long_documents",
-]
-
-PAD_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = range(6)
-SPECIAL_IDS: tuple[int, ...] = (PAD_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID)
-#: The first id of a task's own tokens (the number of special ids).
-N_SPECIAL = len(SPECIAL_IDS)
-#: ``V`` of :func:`digit_seq2seq`: digit ``d`` has id ``N_SPECIAL + d``.
-DIGIT_VOCAB_SIZE = N_SPECIAL + 10
+__all__ = ["load_corpus"]
 
 
 def load_corpus(lang: str, split: str = "train") -> list[str]:
@@ -64,8 +47,7 @@ def load_corpus(lang: str, split: str = "train") -> list[str]:
     Args:
         lang: ``"en"`` or ``"zh"``.
         split: ``"train"`` or ``"test"``.
-
-    Used in: Q13 (chapters/bert/q13_char_vs_word).
+    Used in: Q26.
     """
     if lang not in ("en", "zh"):
         raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")
@@ -73,339 +55,3 @@ def load_corpus(lang: str, split: str = "train") -> list[str]:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     text = resources.files("qkv").joinpath("corpus", f"{lang}_{split}.txt").read_text("utf-8")
     return [line for line in text.splitlines() if line.strip()]
-
-
-def _generator(generator: torch.Generator | int) -> torch.Generator:
-    """A CPU generator: ``generator`` itself, or a new one seeded with the int."""
-    if isinstance(generator, torch.Generator):
-        if generator.device.type != "cpu":
-            raise ValueError(f"generator must be a CPU generator, got one on {generator.device}")
-        return generator
-    if isinstance(generator, int) and not isinstance(generator, bool) and generator >= 0:
-        return torch.Generator().manual_seed(generator)
-    raise TypeError(f"generator must be a torch.Generator or an int seed >= 0, got {generator!r}")
-
-
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _random_lengths(
-    batch_size: int, min_len: int, max_len: int, g: torch.Generator
-) -> torch.Tensor:
-    """``(B,)`` lengths uniform in ``[min_len, max_len]``."""
-    _check_positive(batch_size=batch_size, min_len=min_len, max_len=max_len)
-    if min_len > max_len:
-        raise ValueError(f"min_len must be <= max_len, got {min_len} > {max_len}")
-    return torch.randint(min_len, max_len + 1, (batch_size,), generator=g)
-
-
-class Seq2SeqBatch(NamedTuple):
-    """``src (B, m)``, ``tgt (B, m + 2)`` and ``lengths (B,)`` of :func:`digit_seq2seq`."""
-
-    src: torch.Tensor
-    tgt: torch.Tensor
-    lengths: torch.Tensor
-
-
-def digit_seq2seq(
-    batch_size: int,
-    *,
-    min_len: int,
-    max_len: int,
-    task: str = "reverse",
-    generator: torch.Generator | int,
-) -> Seq2SeqBatch:
-    """Random digit strings and their reversal (or copy), for an encoder-decoder.
-
-    Returns a :class:`Seq2SeqBatch`:
-
-    - ``src``: ``(B, max_len)`` digit ids (``N_SPECIAL + d``), then ``PAD_ID``;
-    - ``tgt``: ``(B, max_len + 2)``: ``BOS_ID``, the reversed (or copied) digits,
-      ``EOS_ID``, then ``PAD_ID``; teacher forcing feeds ``tgt[:, :-1]`` and
-      predicts ``tgt[:, 1:]``;
-    - ``lengths``: ``(B,)`` number of digits, uniform in ``[min_len, max_len]``;
-      ``tgt`` has ``lengths + 2`` real tokens.
-
-    Vocabulary: :data:`DIGIT_VOCAB_SIZE`.
-    Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
-    """
-    if task not in ("reverse", "copy"):
-        raise ValueError(f"task must be 'reverse' or 'copy', got {task!r}")
-    g = _generator(generator)
-    lengths = _random_lengths(batch_size, min_len, max_len, g)
-    digits = torch.randint(0, 10, (batch_size, max_len), generator=g) + N_SPECIAL
-    position = torch.arange(max_len)
-    real = position < lengths[:, None]  # (B, max_len)
-    src = torch.where(real, digits, PAD_ID)
-    if task == "reverse":
-        # output j is input lengths - 1 - j; clamp keeps the padded gathers in range
-        source_index = (lengths[:, None] - 1 - position).clamp(min=0)  # (B, max_len)
-        out = torch.where(real, src.gather(1, source_index), PAD_ID)
-    else:
-        out = src
-    tgt = torch.full((batch_size, max_len + 2), PAD_ID, dtype=torch.long)
-    tgt[:, 0] = BOS_ID
-    tgt[:, 1:-1] = out
-    tgt[torch.arange(batch_size), lengths + 1] = EOS_ID
-    return Seq2SeqBatch(src, tgt, lengths)
-
-
-class RecallBatch(NamedTuple):
-    """Outputs of :func:`associative_recall`: ``inputs``, ``target``, ``query_pair``."""
-
-    inputs: torch.Tensor
-    target: torch.Tensor
-    query_pair: torch.Tensor
-
-
-def associative_recall(
-    batch_size: int,
-    n_pairs: int,
-    *,
-    n_keys: int,
-    n_values: int,
-    generator: torch.Generator | int,
-) -> RecallBatch:
-    """Key-value pairs followed by one of the keys; the target is that key's value.
-
-    A row reads ``k_1 v_1 k_2 v_2 ... k_P v_P q`` with ``P = n_pairs`` distinct
-    keys and ``q = k_{query_pair}``. Key ``i`` has id ``N_SPECIAL + i``, value
-    ``j`` has id ``N_SPECIAL + n_keys + j``; the vocabulary has
-    ``N_SPECIAL + n_keys + n_values`` ids.
-
-    Returns a :class:`RecallBatch`: ``inputs (B, 2 * n_pairs + 1)`` token ids,
-    ``target (B,)`` the queried value's token id, and ``query_pair (B,)`` the
-    index in ``[0, P)`` of the queried pair.
-
-    Used in: Q6 (chapters/attention/q06_keys_equal_values).
-    """
-    _check_positive(batch_size=batch_size, n_pairs=n_pairs, n_keys=n_keys, n_values=n_values)
-    if n_pairs > n_keys:
-        raise ValueError(f"n_pairs must be <= n_keys (keys are distinct), got {n_pairs} > {n_keys}")
-    g = _generator(generator)
-    # a random permutation per row, cut to P: distinct keys in each row
-    keys = torch.rand(batch_size, n_keys, generator=g).argsort(dim=1)[:, :n_pairs] + N_SPECIAL
-    values = torch.randint(0, n_values, (batch_size, n_pairs), generator=g) + N_SPECIAL + n_keys
-    pairs = torch.stack((keys, values), dim=2).reshape(
-        batch_size, 2 * n_pairs
-    )  # (B, P, 2) -> (B, 2P)
-    query_pair = torch.randint(0, n_pairs, (batch_size,), generator=g)
-    rows = torch.arange(batch_size)
-    inputs = torch.cat((pairs, keys[rows, query_pair][:, None]), dim=1)
-    return RecallBatch(inputs, values[rows, query_pair], query_pair)
-
-
-class MarkovLanguage:
-    """A synthetic language for masked-LM: a sparse first-order Markov chain over words.
-
-    Each word may be followed by only ``branching`` words (chosen at random,
-    with random probabilities), so a masked word is constrained by its left
-    neighbour *and* its right one: context on both sides helps, as in BERT's
-    masked-LM task. The chain is fixed by ``seed``; samples vary with the
-    generator given to :meth:`sample`.
-
-    Args:
-        n_words: number of words; word ``i`` has id ``N_SPECIAL + i``.
-        branching: successors per word, ``1 <= branching <= n_words``.
-        seed: fixes the transition matrix.
-
-    Attributes:
-        transition: ``(n_words, n_words)``; row ``i`` is P(next word | word ``i``).
-
-    Used in: Q16 (chapters/bert/q16_mask_rate).
-    """
-
-    def __init__(self, n_words: int, *, branching: int = 3, seed: int = 0):
-        _check_positive(n_words=n_words, branching=branching)
-        if branching > n_words:
-            raise ValueError(f"branching must be <= n_words, got {branching} > {n_words}")
-        g = _generator(seed)
-        successors = torch.rand(n_words, n_words, generator=g).argsort(dim=1)[:, :branching]
-        # normalised exponentials are Dirichlet(1, ..., 1) probabilities
-        weights = -torch.log1p(-torch.rand(n_words, branching, generator=g))
-        transition = torch.zeros(n_words, n_words)
-        transition.scatter_(1, successors, weights / weights.sum(dim=1, keepdim=True))
-        self.n_words = n_words
-        self.transition = transition
-
-    @property
-    def vocab_size(self) -> int:
-        """``V``: special ids plus words."""
-        return N_SPECIAL + self.n_words
-
-    def sample(
-        self, batch_size: int, length: int, *, generator: torch.Generator | int
-    ) -> torch.Tensor:
-        """Return ``(B, length)`` word ids; the first word is uniform, the rest follow the chain."""
-        _check_positive(batch_size=batch_size, length=length)
-        g = _generator(generator)
-        words = torch.empty(batch_size, length, dtype=torch.long)
-        words[:, 0] = torch.randint(0, self.n_words, (batch_size,), generator=g)
-        for t in range(1, length):
-            next_probs = self.transition[words[:, t - 1]]  # (B, n_words)
-            words[:, t] = torch.multinomial(next_probs, 1, generator=g).squeeze(1)
-        return words + N_SPECIAL
-
-    def masked_posterior(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        """P(word | left and right neighbour) for one masked word between two known ones.
-
-        By Bayes' rule the probability is proportional to
-        ``transition[left, w] * transition[w, right]``; the best any masked-LM can do
-        on an isolated mask. ``left, right: (...)`` token ids; returns ``(..., n_words)``
-        (all zeros where no word can follow ``left`` and precede ``right``).
-        """
-        left, right = left - N_SPECIAL, right - N_SPECIAL
-        if left.min() < 0 or right.min() < 0 or max(left.max(), right.max()) >= self.n_words:
-            raise ValueError(f"neighbours must be word ids in [{N_SPECIAL}, {self.vocab_size})")
-        joint = self.transition[left] * self.transition.T[right]  # (..., n_words)
-        # a (left, right) pair no word can link has total 0: return zeros, not NaN
-        total = joint.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(joint.dtype).tiny)
-        return joint / total
-
-
-class ClassificationBatch(NamedTuple):
-    """Outputs of :func:`sequence_classification`, each ``(B, 1 + max_len)`` or ``(B,)``."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    labels: torch.Tensor
-    lengths: torch.Tensor
-
-
-def sequence_classification(
-    batch_size: int,
-    *,
-    min_len: int,
-    max_len: int,
-    n_words: int,
-    rule: str = "majority",
-    generator: torch.Generator | int,
-) -> ClassificationBatch:
-    """Sequences whose label needs the whole sequence, with ``[CLS]`` first and padding last.
-
-    Word ``A`` is id ``N_SPECIAL``, word ``B`` is ``N_SPECIAL + 1``; the other
-    ``n_words - 2`` words are distractors. Rules (labels balanced in expectation):
-
-    - ``"majority"``: an odd number of ``A``/``B`` words among distractors;
-      label 1 when ``A`` occurs more often than ``B`` (counting over the sequence).
-    - ``"pair"``: exactly one ``A`` and one ``B``; label 1 when ``B`` comes right
-      after ``A``. Bags of words are equal in both classes, so a classifier
-      needs word order (``min_len >= 3``).
-
-    Returns a :class:`ClassificationBatch`:
-
-    - ``input_ids``: ``(B, 1 + max_len)``: ``CLS_ID``, the words, then ``PAD_ID``;
-    - ``attention_mask``: ``(B, 1 + max_len)`` bool, True = real token ([CLS] included);
-    - ``labels``: ``(B,)`` 0 or 1;
-    - ``lengths``: ``(B,)`` real tokens, [CLS] included.
-
-    Vocabulary: ``N_SPECIAL + n_words``. Used in: Q17 (chapters/bert/q17_cls_token).
-    """
-    if rule not in ("majority", "pair"):
-        raise ValueError(f"rule must be 'majority' or 'pair', got {rule!r}")
-    if n_words < 3:
-        raise ValueError(f"n_words must be >= 3 (A, B and a distractor), got {n_words}")
-    if rule == "pair" and min_len < 3:
-        raise ValueError(f"rule 'pair' needs min_len >= 3, got {min_len}")
-    g = _generator(generator)
-    lengths = _random_lengths(batch_size, min_len, max_len, g)
-    real = torch.arange(max_len) < lengths[:, None]  # (B, max_len)
-    labels = torch.randint(0, 2, (batch_size,), generator=g)
-    word_a, word_b = N_SPECIAL, N_SPECIAL + 1
-    words = torch.randint(2, n_words, (batch_size, max_len), generator=g) + N_SPECIAL
-    rows = torch.arange(batch_size)
-    if rule == "majority":
-        # an odd number of marked positions (so no ties), fewer than half of them minority
-        n_marked = 2 * (torch.rand(batch_size, generator=g) * ((lengths + 1) // 2)).long() + 1
-        n_minority = (torch.rand(batch_size, generator=g) * ((n_marked + 1) // 2)).long()
-        n_majority = (n_marked - n_minority)[:, None]  # (B, 1)
-        # visit real positions in a random order (padding last): rank of each position
-        shuffled = torch.rand(batch_size, max_len, generator=g).masked_fill(~real, 2.0)
-        rank = shuffled.argsort(dim=1).argsort(dim=1)  # (B, max_len)
-        majority = torch.where(labels == 1, word_a, word_b)[:, None]  # (B, 1)
-        minority = torch.where(labels == 1, word_b, word_a)[:, None]
-        words = torch.where(rank < n_majority, majority, words)
-        is_minority = (rank >= n_majority) & (rank < n_marked[:, None])
-        words = torch.where(is_minority, minority, words)
-    else:
-        a_pos = (torch.rand(batch_size, generator=g) * (lengths - 1)).long()  # in [0, len - 2]
-        # negatives: B anywhere but at a_pos or a_pos + 1, uniformly
-        other = (torch.rand(batch_size, generator=g) * (lengths - 2)).long()
-        other = torch.where(other >= a_pos, other + 2, other)
-        b_pos = torch.where(labels == 1, a_pos + 1, other)
-        words[rows, a_pos] = word_a
-        words[rows, b_pos] = word_b
-    words = torch.where(real, words, PAD_ID)
-    input_ids = torch.cat((torch.full((batch_size, 1), CLS_ID), words), dim=1)
-    attention_mask = torch.cat((torch.ones(batch_size, 1, dtype=torch.bool), real), dim=1)
-    return ClassificationBatch(input_ids, attention_mask, labels, lengths + 1)
-
-
-class LongDocBatch(NamedTuple):
-    """``input_ids (B, L)``, ``labels (B,)``, ``evidence_position (B,)``: :func:`long_documents`."""
-
-    input_ids: torch.Tensor
-    labels: torch.Tensor
-    evidence_position: torch.Tensor
-
-
-def long_documents(
-    batch_size: int,
-    length: int,
-    *,
-    position: str | int = "end",
-    n_classes: int = 2,
-    n_noise: int = 50,
-    generator: torch.Generator | int,
-) -> LongDocBatch:
-    """Long noise documents with one evidence token, placed where asked, that fixes the label.
-
-    Evidence token ``c`` (id ``N_SPECIAL + c``) gives label ``c``; noise tokens
-    have ids ``N_SPECIAL + n_classes + j``, ``j < n_noise``, and never carry the
-    label. A model that does not see the evidence position can only guess.
-
-    Args:
-        batch_size: ``B``.
-        length: ``L``, tokens per document.
-        position: where the evidence sits: ``"start"`` (first tenth of the
-            document), ``"middle"`` (the tenth around ``length // 2``),
-            ``"end"`` (last tenth), ``"random"`` (anywhere), or an int index.
-        n_classes: number of labels (and of evidence tokens).
-        n_noise: size of the noise vocabulary.
-        generator: a CPU :class:`torch.Generator` or an int seed.
-
-    Returns a :class:`LongDocBatch`: ``input_ids (B, L)`` (no padding, no [CLS]:
-    truncation and sliding windows add their own), ``labels (B,)`` in
-    ``[0, n_classes)`` and ``evidence_position (B,)``.
-
-    Vocabulary: ``N_SPECIAL + n_classes + n_noise``. Used in: Q20 (chapters/bert/q20_long_text).
-    """
-    _check_positive(batch_size=batch_size, length=length, n_noise=n_noise)
-    if not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
-    tenth = max(1, length // 10)
-    regions = {
-        "start": (0, tenth),
-        "middle": (length // 2 - tenth // 2, length // 2 - tenth // 2 + tenth),
-        "end": (length - tenth, length),
-        "random": (0, length),
-    }
-    if isinstance(position, int) and not isinstance(position, bool):
-        if not 0 <= position < length:
-            raise ValueError(f"position must be in [0, {length}), got {position}")
-        low, high = position, position + 1
-    elif position in regions:
-        low, high = regions[position]
-    else:
-        raise ValueError(
-            f"position must be 'start', 'middle', 'end', 'random' or an int, got {position!r}"
-        )
-    g = _generator(generator)
-    input_ids = torch.randint(0, n_noise, (batch_size, length), generator=g) + N_SPECIAL + n_classes
-    labels = torch.randint(0, n_classes, (batch_size,), generator=g)
-    evidence_position = torch.randint(low, high, (batch_size,), generator=g)
-    input_ids[torch.arange(batch_size), evidence_position] = labels + N_SPECIAL
-    return LongDocBatch(input_ids, labels, evidence_position)

@@ -21,7 +21,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from ._checks import check_int
+from ._checks import check_dim, check_int
 
 __all__ = [
     "truncate",
@@ -52,7 +52,7 @@ def truncate(ids: Ids, max_len: int, strategy: str = "head", head: int | None = 
     Returns:
         the same type as ``ids``, of length ``min(L, max_len)``; a sequence
         already short enough comes back whole (for a tensor, as a view).
-    Used in: Q20 (chapters/bert/q20_long_text).
+    Used in: Q20.
     """
     if isinstance(ids, torch.Tensor):
         if ids.dim() != 1:
@@ -98,7 +98,7 @@ def sliding_windows(
     Returns:
         ``(windows, starts)``: ``windows`` ``(..., W, min(L, window))`` and the
         start offset of each window ``starts`` ``(W,)`` (int64).
-    Used in: Q20 (chapters/bert/q20_long_text).
+    Used in: Q20.
     """
     if not isinstance(ids, torch.Tensor) or ids.dim() < 1:
         raise TypeError(f"ids must be a tensor of shape (..., L), got {type(ids).__name__}")
@@ -135,14 +135,17 @@ def aggregate(logits: torch.Tensor, how: str = "mean", *, dim: int = 0) -> torch
         dim: the window dimension (0 for ``(W, C)``; 1 for ``(B, W, C)``).
     Returns:
         ``(C,)`` (the input's shape without ``dim``).
-    Used in: Q20 (chapters/bert/q20_long_text).
+    Used in: Q20.
     """
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         got = logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise TypeError(f"logits must be a floating-point tensor, got {got}")
     if how not in ("mean", "max"):
         raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
-    if logits.dim() == 0 or logits.shape[dim] == 0:
+    if logits.dim() == 0:
+        raise ValueError("logits must have a window dimension, got a 0-d tensor")
+    dim = check_dim("dim", dim, logits.dim())
+    if logits.shape[dim] == 0:
         raise ValueError(f"logits need at least one window along dim {dim}, got {logits.shape}")
     return logits.mean(dim) if how == "mean" else logits.amax(dim)
 
@@ -164,7 +167,6 @@ def hierarchical_pool(
             lengths padded with empty chunks); every document needs one.
     Returns:
         ``(B, d_model)``.
-    Used in: Q20 (chapters/bert/q20_long_text).
     """
     if not isinstance(chunk_vectors, torch.Tensor) or chunk_vectors.dim() != 3:
         got = getattr(chunk_vectors, "shape", type(chunk_vectors).__name__)
@@ -198,7 +200,6 @@ class HierarchicalClassifier(nn.Module):
         how: pooling of :func:`hierarchical_pool`.
     Forward: windows ``(B, W, window)`` (from :func:`sliding_windows` on a
     ``(B, L)`` batch) -> logits ``(B, num_classes)``.
-    Used in: Q20 (chapters/bert/q20_long_text).
     """
 
     def __init__(self, chunk_encoder: nn.Module, d_model: int, num_classes: int, how: str = "mean"):

@@ -25,8 +25,7 @@ allowed and the dtype's most negative finite value where not. That value, rather
 than ``-1e9``, is used because ``-1e9`` overflows to ``-inf`` in float16 (its
 largest magnitude is 65504).
 
-Used in: Q2 (attention/q02_attention_step_by_step), Q8 (attention/q08_padding_mask),
-Q14 (transformer/q14_encoder_decoder_masks), Q20 (bert/q20_long_text).
+Used in: Q2, Q4, Q7, Q8, Q14, Q15.
 """
 
 from __future__ import annotations
@@ -34,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from qkv._checks import check_int
 
 __all__ = [
     "padding_mask",
@@ -60,15 +61,20 @@ def padding_mask(lengths: torch.Tensor | Sequence[int], max_len: int | None = No
     Used in: Q2, Q4, Q8, Q14.
     """
     if not isinstance(lengths, torch.Tensor):
-        lengths = torch.as_tensor(lengths)
+        try:  # [] is an empty batch (B = 0), not a float tensor
+            lengths = torch.as_tensor(lengths) if len(lengths) else torch.zeros(0, dtype=torch.long)
+        except (TypeError, ValueError, RuntimeError):  # ["a"], "ab", None, a generator
+            raise TypeError(
+                f"lengths must be a (B,) integer tensor or a list of ints, got {lengths!r}"
+            ) from None
     if lengths.dtype == torch.bool or lengths.dtype.is_floating_point or lengths.dtype.is_complex:
         raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D (B,), got shape {tuple(lengths.shape)}")
     if lengths.numel() and int(lengths.min()) < 0:
         raise ValueError(f"lengths must be non-negative, got {lengths.tolist()}")
-    if max_len is not None and (not isinstance(max_len, int) or max_len < 0):
-        raise ValueError(f"max_len must be a non-negative int or None, got {max_len!r}")
+    if max_len is not None:
+        max_len = check_int("max_len", max_len, 0)
     longest = int(lengths.max()) if lengths.numel() else 0
     if max_len is None:
         max_len = longest
@@ -97,12 +103,10 @@ def causal_mask(
     Returns:
         ``(n, m)`` bool, ``True`` = allowed (on and below the aligned diagonal).
 
-    Used in: Q2, Q7, Q14.
+    Used in: Q2, Q7, Q14, Q15.
     """
     m = n if m is None else m
-    for name, value in (("n", n), ("m", m)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    n, m = check_int("n", n, 0), check_int("m", m, 0)
     ones = torch.ones(n, m, dtype=torch.bool, device=device)
     return ones.tril(diagonal=m - n)  # key j allowed iff j <= i + (m - n)
 
@@ -137,8 +141,7 @@ def combine(*masks: torch.Tensor | None) -> torch.Tensor | None:
     Returns:
         The broadcast bool mask (``(B, 1, n, m)`` in the example), or ``None``
         when every argument is ``None``.
-
-    Used in: Q14 (transformer/q14_encoder_decoder_masks).
+    Used in: Q14.
     """
     present = [mask for mask in masks if mask is not None]
     for i, mask in enumerate(present):
@@ -206,7 +209,7 @@ def masked_mean(x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, d_model)``; a sequence with no real token gives zeros, not NaN.
 
-    Used in: Q8 (attention/q08_padding_mask), Q17 (bert/q17_cls_token).
+    Used in: Q8.
     """
     _check_bool(pad, "pad")
     if x.dim() != 3 or pad.shape != x.shape[:2]:

@@ -61,7 +61,7 @@ def attention_heatmap(
         title: defaults to "Attention weights".
     Returns:
         the axes; the image is ``ax.images[0]``, with a colorbar.
-    Used in: Q1, Q2, Q3, Q4, Q5, Q6, Q8, Q17.
+    Used in: Q1, Q2, Q3, Q4, Q6, Q8.
     """
     values = _as_matrix("weights", weights)
     _check_labels("x_labels", x_labels, values.shape[1])
@@ -88,7 +88,7 @@ def mask_image(mask: Matrix, ax: Axes | None = None, title: str = "Attention mas
         title: the plot's title; "(white = may attend)" is appended.
     Returns:
         the axes; the image is ``ax.images[0]``.
-    Used in: Q8 (chapters/attention/q08_padding_mask), Q14, Q20.
+    Used in: Q14.
     """
     values = _as_matrix("mask", mask)
     if values.dtype != np.bool_:
@@ -122,7 +122,7 @@ def training_curves(
             defaults to the key's name.
     Returns:
         the axes, one line per run, labelled with the run's name.
-    Used in: Q3, Q6, Q10, Q11, Q16, Q17, Q19, Q20.
+    Used in: Q3, Q6, Q10.
     """
     if not isinstance(histories, Mapping) or not histories:
         raise ValueError(f"histories must be a non-empty dict name -> History, got {histories!r}")

@@ -1,18 +1,18 @@
-"""Relative position schemes that act inside attention: rotary (RoPE) and ALiBi.
+"""Position information for attention: the sinusoidal table, rotary (RoPE) and ALiBi.
 
-Absolute positions are *added to the input* once (the sinusoidal table of
-Vaswani et al. 2017 §3.5 lives in :mod:`qkv.models`); the two schemes here act
-on every attention layer instead, so the score of query ``i`` and key ``j``
-depends on the offset ``i - j``:
+Attention itself is blind to order (permuting the tokens permutes the outputs),
+so every Transformer adds position information somewhere:
 
+- the sinusoidal table of Vaswani et al. 2017 §3.5 (:func:`sinusoidal_positions`)
+  is *added to the input* once, an absolute position per token;
 - RoPE (Su et al. 2021, RoFormer) rotates each pair of query/key features by an
   angle proportional to the position; since rotations compose, ``<R_i q, R_j k>
   = <q, R_(j-i) k>`` depends on ``j - i`` only. Applied to ``q`` and ``k``, never
-  to ``v``.
+  to ``v``, in every attention layer.
 - ALiBi (Press et al. 2022) adds ``-slope_head * |i - j|`` to the scores: no
   embedding at all, a fixed linear penalty per head.
 
-Used in: Q7 (attention/q07_attention_variants).
+Used in: Q5, Q7.
 """
 
 from __future__ import annotations
@@ -22,7 +22,37 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["rotary_angles", "apply_rotary", "alibi_slopes", "alibi_bias"]
+from qkv._checks import check_int
+
+__all__ = ["sinusoidal_positions", "rotary_angles", "apply_rotary", "alibi_slopes", "alibi_bias"]
+
+
+def sinusoidal_positions(
+    max_len: int,
+    d_model: int,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Sinusoidal position encodings, Vaswani et al. 2017 §3.5.
+
+    ``PE[pos, 2i] = sin(pos / 10000^(2i / d_model))`` and
+    ``PE[pos, 2i + 1] = cos(pos / 10000^(2i / d_model))``: wavelengths from 2π
+    to 10000 · 2π, so that ``PE[pos + k]`` is a linear function of ``PE[pos]``.
+
+    Returns:
+        ``(max_len, d_model)``, added to the (scaled) token embeddings.
+
+    Used in: Q5, Q7.
+    """
+    max_len, d_model = check_int("max_len", max_len, 1), check_int("d_model", d_model, 1)
+    position = torch.arange(max_len, device=device, dtype=torch.float64)[:, None]  # (L, 1)
+    two_i = torch.arange(0, d_model, 2, device=device, dtype=torch.float64)  # (ceil(d/2),)
+    angle = position / 10000.0 ** (two_i / d_model)  # (L, ceil(d_model / 2))
+    pe = torch.empty(max_len, d_model, device=device, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle[:, : d_model // 2])  # an odd d_model has one sine more
+    return pe.to(dtype)
 
 
 def rotary_angles(positions: Tensor, d_k: int, *, base: float = 10000.0) -> Tensor:
@@ -39,13 +69,13 @@ def rotary_angles(positions: Tensor, d_k: int, *, base: float = 10000.0) -> Tens
 
     Returns:
         ``(..., L, d_k / 2)`` float32 (float64 for float64 positions) angles in radians.
-
-    Used in: Q7 (attention/q07_attention_variants).
+    Used in: Q7.
     """
     if not isinstance(positions, Tensor) or positions.dtype == torch.bool:
         got = positions.dtype if isinstance(positions, Tensor) else type(positions).__name__
         raise TypeError(f"positions must be an integer or float Tensor (..., L), got {got}")
-    if isinstance(d_k, bool) or not isinstance(d_k, int) or d_k < 2 or d_k % 2:
+    d_k = check_int("d_k", d_k)
+    if d_k < 2 or d_k % 2:
         raise ValueError(f"d_k must be a positive even int (features rotate in pairs), got {d_k!r}")
     if not (isinstance(base, int | float) and math.isfinite(base) and base > 1):
         raise ValueError(f"base must be a finite number > 1, got {base!r}")
@@ -121,8 +151,7 @@ def alibi_slopes(n_heads: int) -> Tensor:
 
     Used in: Q7 (attention/q07_attention_variants).
     """
-    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
-        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+    n_heads = check_int("n_heads", n_heads, 1)
     p = 2 ** math.floor(math.log2(n_heads))  # largest power of two <= n_heads
     slopes = [2 ** (-8 * (i + 1) / p) for i in range(p)]
     # the extra heads interleave between those: 2^(-8 (2i + 1) / 2p), i = 0, 1, ...
@@ -150,8 +179,7 @@ def alibi_bias(n_heads: int, L: int, *, device: torch.device | str | None = None
 
     Used in: Q7 (attention/q07_attention_variants).
     """
-    if isinstance(L, bool) or not isinstance(L, int) or L < 1:
-        raise ValueError(f"L must be a positive int, got {L!r}")
+    L = check_int("L", L, 1)
     slopes = alibi_slopes(n_heads).to(device)
     positions = torch.arange(L, device=device)
     distance = (positions[:, None] - positions[None, :]).abs()  # (L, 1) - (1, L) -> (L, L)

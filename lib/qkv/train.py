@@ -14,13 +14,13 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from numbers import Integral
 from typing import Any
 
 import torch
 from torch import nn
 
 import qkv
+from qkv._checks import check_int
 from qkv.warmup import lambda_lr, linear_warmup_constant
 
 __all__ = ["TrainConfig", "History", "train", "evaluate"]
@@ -47,7 +47,7 @@ class TrainConfig:
             clipping (the norm is still logged).
         warmup_steps: linear warm-up of the default schedule (then constant).
         weight_decay: of the default AdamW optimizer.
-    Used in: Q3, Q4, Q6, Q10, Q11, Q16, Q17, Q19, Q20.
+    Used in: Q3, Q4, Q6.
     """
 
     steps: int
@@ -62,9 +62,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name, minimum in (("steps", 1), ("seed", 0), ("log_every", 1), ("warmup_steps", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+            setattr(self, name, check_int(name, getattr(self, name), minimum))
         for name in ("lr", "weight_decay", "max_seconds", "grad_clip"):
             value = getattr(self, name)
             optional = name in ("max_seconds", "grad_clip")
@@ -148,7 +146,6 @@ def evaluate(model: nn.Module, batch: Any, metric_fn: MetricFn) -> dict[str, flo
         metric_fn: ``(model, batch) -> {name: value}`` (floats or 0-d tensors).
     Returns:
         ``{name: float}``.
-    Used in: Q3, Q16, Q17, Q20 (accuracy of the trained models).
     """
     if not callable(metric_fn):
         raise TypeError(f"metric_fn must be callable as metric_fn(model, batch), got {metric_fn}")
@@ -202,7 +199,7 @@ def train(
     Returns:
         a :class:`History`; a non-finite loss or gradient stops the run with
         ``history.diverged = True`` instead of training on NaN.
-    Used in: Q3, Q4, Q6, Q10, Q11, Q16, Q17, Q19, Q20.
+    Used in: Q3, Q4, Q6.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")

@@ -28,15 +28,17 @@ __all__ = [
 ]
 
 
-def _check_schedule(step: int, warmup_steps: int, total_steps: int) -> None:
-    check_int("step", step, 0)
-    check_int("total_steps", total_steps, 1)
-    check_int("warmup_steps", warmup_steps, 0)
+def _check_schedule(step: int, warmup_steps: int, total_steps: int) -> tuple[int, int, int]:
+    """Return the three as Python ints (a NumPy step then gives a Python float)."""
+    step = check_int("step", step, 0)
+    total_steps = check_int("total_steps", total_steps, 1)
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
     if warmup_steps > total_steps:
         raise ValueError(
             f"warmup_steps must be <= total_steps, got warmup_steps={warmup_steps} "
             f"> total_steps={total_steps}"
         )
+    return step, warmup_steps, total_steps
 
 
 def linear_warmup_constant(step: int, warmup_steps: int) -> float:
@@ -44,7 +46,7 @@ def linear_warmup_constant(step: int, warmup_steps: int) -> float:
 
     Isolates the effect of warm-up from that of decay. Same values as Hugging
     Face's ``get_constant_schedule_with_warmup``.
-    Used in: Q19 (chapters/bert/q19_warmup), and :func:`qkv.train.train`.
+    Used in: :func:`qkv.train.train`.
     """
     step = check_int("step", step, 0)
     warmup_steps = check_int("warmup_steps", warmup_steps, 0)
@@ -64,9 +66,8 @@ def linear_warmup_linear_decay(step: int, warmup_steps: int, total_steps: int) -
         total_steps: step at which the multiplier reaches 0.
     Returns:
         the multiplier of the peak learning rate, in [0, 1].
-    Used in: Q19 (chapters/bert/q19_warmup).
     """
-    _check_schedule(step, warmup_steps, total_steps)
+    step, warmup_steps, total_steps = _check_schedule(step, warmup_steps, total_steps)
     if step < warmup_steps:
         return step / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
@@ -88,9 +89,8 @@ def linear_warmup_cosine_decay(
         num_cycles: number of cosine periods over the decay phase, > 0.
     Returns:
         the multiplier of the peak learning rate, in [0, 1].
-    Used in: Q19 (chapters/bert/q19_warmup).
     """
-    _check_schedule(step, warmup_steps, total_steps)
+    step, warmup_steps, total_steps = _check_schedule(step, warmup_steps, total_steps)
     if not isinstance(num_cycles, int | float) or not num_cycles > 0 or math.isinf(num_cycles):
         raise ValueError(f"num_cycles must be a finite number > 0, got {num_cycles!r}")
     if step < warmup_steps:
@@ -114,7 +114,6 @@ def noam(step: int, d_model: int, warmup_steps: int) -> float:
         warmup_steps: the paper's ``warmup_steps`` (4000), > 0.
     Returns:
         the learning rate itself, not a multiplier.
-    Used in: Q19 (chapters/bert/q19_warmup).
     """
     step = check_int("step", step, 0)
     d_model = check_int("d_model", d_model, 1)
@@ -135,7 +134,7 @@ def lambda_lr(
 
     Example: ``lambda_lr(opt, linear_warmup_linear_decay, warmup_steps=100,
     total_steps=1000)``.
-    Used in: Q19 (chapters/bert/q19_warmup), :func:`qkv.train.train`.
+    Used in: :func:`qkv.train.train`.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")

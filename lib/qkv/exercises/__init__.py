@@ -29,7 +29,22 @@ from .q07_attention_variants import check_rotary
 from .q08_padding_mask import check_padding_mask
 from .q09_attention_vs_fully_connected import check_token_mixing_matrix
 from .q10_multi_head_dimensions import check_split_heads
+from .q11_weight_sharing import check_tied_gradient
 from .q12_scaling_sqrt_dk import check_softmax_jacobian
+from .q13_char_vs_word import check_wordpiece_split
+from .q14_encoder_decoder_masks import check_decoder_self_mask
+from .q15_bert_encoder_or_decoder import check_bert_parameter_count
+from .q16_mask_rate import check_bert_masking
+from .q17_cls_token import check_mean_pooling
+from .q18_nonlinearity import check_gelu
+from .q19_warmup import check_adam_step
+from .q20_long_text import check_sliding_windows
+from .q21_positional_encodings import check_sinusoidal_table
+from .q22_residual_layernorm import check_layer_norm
+from .q23_kv_cache import check_cached_attention_step
+from .q24_original_training_recipe import check_label_smoothed_loss
+from .q25_weaknesses import check_attention_flops
+from .q26_bert_inputs_and_pretraining_tasks import check_bert_input_sum
 
 __all__ = [
     "Case",
@@ -47,5 +62,20 @@ __all__ = [
     "check_padding_mask",
     "check_token_mixing_matrix",
     "check_split_heads",
+    "check_tied_gradient",
     "check_softmax_jacobian",
+    "check_wordpiece_split",
+    "check_decoder_self_mask",
+    "check_cached_attention_step",
+    "check_bert_parameter_count",
+    "check_bert_masking",
+    "check_mean_pooling",
+    "check_gelu",
+    "check_sliding_windows",
+    "check_sinusoidal_table",
+    "check_attention_flops",
+    "check_bert_input_sum",
+    "check_adam_step",
+    "check_layer_norm",
+    "check_label_smoothed_loss",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..attention import scaled_dot_product_attention
-from .core import Case, Mismatch, Verdict, assert_close, run_checks
+from .core import Case, Verdict, assert_close, run_checks
 
 __all__ = ["check_attention"]
 
@@ -45,11 +45,7 @@ def _attention_case(seed: int, name: str, q_shape, k_shape, v_shape, mask_shape)
         shapes = (q_shape, k_shape, v_shape)
         q, k, v = (torch.randn(s, generator=g, dtype=torch.float64) for s in shapes)
         mask = None if mask_shape is None else _random_mask(mask_shape, g)
-        inputs = [q, k, v] + ([] if mask is None else [mask])
-        copies = [t.clone() for t in inputs]
-        got = fn(q, k, v, mask)
-        if any(not torch.equal(t, c) for t, c in zip(inputs, copies, strict=True)):
-            raise Mismatch("your function changed its inputs in place")
+        got = fn(q, k, v, mask)  # run_checks fails it if it changes q, k, v or mask
         where = f"q {q_shape}, k {k_shape}, v {v_shape}, mask {mask_shape}"
         k, v = (x.expand(*q.shape[:-2], *x.shape[-2:]) for x in (k, v))  # qkv needs equal dims
         assert_close(got, scaled_dot_product_attention(q, k, v, mask), where, atol=1e-8)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..attention import scaled_dot_product_attention
-from .core import Case, Mismatch, Verdict, assert_close, run_checks
+from .core import Case, Verdict, assert_close, run_checks
 
 __all__ = ["check_self_attention"]
 
@@ -29,11 +29,7 @@ def _self_attention_case(seed: int, name: str, x_shape, d_k: int, d_v: int) -> C
         x = torch.randn(x_shape, generator=g, dtype=torch.float64)
         w_q, w_k = torch.randn(2, d_model, d_k, generator=g, dtype=torch.float64)
         w_v = torch.randn(d_model, d_v, generator=g, dtype=torch.float64)
-        inputs = (x, w_q, w_k, w_v)
-        copies = [t.clone() for t in inputs]
-        got = fn(*inputs)
-        if any(not torch.equal(t, c) for t, c in zip(inputs, copies, strict=True)):
-            raise Mismatch("your function changed its inputs in place")
+        got = fn(x, w_q, w_k, w_v)  # run_checks fails it if it changes an input
         expected = scaled_dot_product_attention(x @ w_q, x @ w_k, x @ w_v)
         where = f"x {tuple(x_shape)}, d_k={d_k}, d_v={d_v}"
         assert_close(got, expected, where, atol=1e-8)

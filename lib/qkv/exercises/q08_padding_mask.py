@@ -14,24 +14,26 @@ from .core import Case, Verdict, assert_close, run_checks
 __all__ = ["check_padding_mask"]
 
 
-def _padding_case(seed: int, batch: int, max_len: int) -> Case:
+def _padding_case(seed: int, lengths: list[int], max_len: int, why: str) -> Case:
     def run(fn: Callable) -> None:
         g = torch.Generator().manual_seed(seed)
-        lengths = torch.randint(1, max_len + 1, (batch,), generator=g)
-        lengths[0] = max_len  # one sequence fills the batch, as after dynamic padding
+        lengths_t = torch.tensor(lengths)
         h, d_k = 2, 5
-        x = torch.randn(batch, h, max_len, d_k, generator=g)  # (B, h, L, d_k)
-        pad = fn(lengths.clone(), max_len)
-        assert_close(pad, reference_padding_mask(lengths, max_len), f"lengths={lengths.tolist()}")
+        x = torch.randn(len(lengths), h, max_len, d_k, generator=g)  # (B, h, L, d_k)
+        pad = fn(lengths_t.clone(), max_len)
+        expected = reference_padding_mask(lengths_t, max_len)
+        assert_close(pad, expected, f"lengths={lengths}, max_len={max_len}")
         # The property that matters: every real token sees exactly what it would
         # see if its sequence were run alone, unpadded.
         out = scaled_dot_product_attention(x, x, x, mask=key_mask(pad))
-        for b, n in enumerate(lengths.tolist()):
+        for b, n in enumerate(lengths):
+            if n == 0:
+                continue  # an empty sequence has no real token to compare
             xb = x[b, :, :n]  # (h, n, d_k): the sequence alone, unpadded
             alone = scaled_dot_product_attention(xb, xb, xb)
             assert_close(out[b, :, :n], alone, f"real tokens of sequence {b} (length {n})")
 
-    return Case(f"batch of {batch}, max_len={max_len}, seed {seed}", run)
+    return Case(f"lengths {lengths}, max_len={max_len} ({why})", run)
 
 
 def check_padding_mask(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Verdict:
@@ -40,9 +42,18 @@ def check_padding_mask(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Verdi
     ``fn`` takes ``lengths: (B,)`` integer tensor and ``max_len: int`` and must
     return a bool ``(B, max_len)`` tensor, ``True`` at real tokens. The decisive
     check is the unpadded-equivalence test: attention over the padded batch
-    with the mask gives every real token exactly its output when run alone.
+    with the mask gives every real token exactly its output when run alone. The
+    cases include a batch where no sequence reaches ``max_len`` (so
+    ``torch.arange(lengths.max())`` is too short) and a sequence of length 0.
 
     Used in: Q8 (chapters/attention/q08_padding_mask).
     """
-    cases = [_padding_case(seed, b, L) for seed, (b, L) in enumerate([(2, 4), (3, 7), (5, 9)])]
+    settings = [
+        ([4, 2], 4, "one sequence fills the batch"),
+        ([7, 3, 5], 7, "dynamic padding to the longest"),
+        ([3, 1, 5, 2], 9, "no sequence is full: padded to a fixed max_len"),
+        ([2, 0, 3], 5, "an empty sequence"),
+        ([1, 6, 6, 4, 2], 6, "two full sequences"),
+    ]
+    cases = [_padding_case(seed, *setting) for seed, setting in enumerate(settings)]
     return run_checks("padding_mask", fn, cases)

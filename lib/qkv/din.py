@@ -1,0 +1,198 @@
+"""Target attention as in the Deep Interest Network (DIN; Zhou et al. 2018).
+
+A toy shop: a :class:`Catalogue` of categories (``C`` centres of equal norm in
+``d`` dimensions; an item is its centre plus noise), users whose behaviour
+sequences mix categories (:func:`user_batch`), DIN's :class:`ActivationUnit`
+``a(e_j, e_t)`` that scores each behaviour against the candidate, and a click
+model (:class:`InterestCTR`) that pools the behaviours with the unit's raw
+weights (DIN, Eq. 3: the weights do not sum to 1, so their sum keeps the
+*intensity* of interest) or with a softmax. :func:`train_interest_models` is the
+chapter's seeded experiment: both poolings trained on a task where intensity is
+the signal.
+
+Used in: Q4 (chapters/attention/q04_self_vs_target_attention).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qkv.masks import padding_mask
+from qkv.train import TrainConfig, train
+
+__all__ = [
+    "Catalogue",
+    "make_catalogue",
+    "ActivationUnit",
+    "InterestCTR",
+    "UserBatch",
+    "user_batch",
+    "train_interest_models",
+    "probe_intensity",
+]
+
+
+class Catalogue(NamedTuple):
+    """``centres (C, d)``: one centre per category, all of norm ``sqrt(d)``; ``noise``:
+    the standard deviation of an item around its centre. Used in: Q4."""
+
+    centres: Tensor
+    noise: float = 0.3
+
+    def items(self, category: Tensor, generator: torch.Generator) -> Tensor:
+        """Item embeddings for category ids ``(...)`` -> ``(..., d)``: centre plus noise."""
+        d = self.centres.shape[1]
+        noise = torch.randn(*category.shape, d, generator=generator)
+        return self.centres[category] + self.noise * noise
+
+
+def make_catalogue(
+    n_categories: int = 6, d: int = 8, *, generator: torch.Generator | int
+) -> Catalogue:
+    """Random category centres of equal norm ``sqrt(d)`` (equal norms keep a dot-product
+    score from favouring long vectors of another category). Used in: Q4."""
+    if isinstance(generator, int):
+        generator = torch.Generator().manual_seed(generator)
+    centres = F.normalize(torch.randn(n_categories, d, generator=generator), dim=-1) * d**0.5
+    return Catalogue(centres)
+
+
+class ActivationUnit(nn.Module):
+    """DIN's unit ``a(e_j, e_t) = MLP([e_j, e_t, e_j - e_t, e_j * e_t])`` (the inputs of the
+    authors' released code), one hidden layer with PReLU. Used in: Q4."""
+
+    def __init__(self, d: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(4 * d, hidden), nn.PReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, candidate: Tensor, behaviours: Tensor) -> Tensor:
+        """Scores ``(B, n)`` of behaviours ``(B, n, d)`` against candidates ``(B, d)``."""
+        e_t = candidate[:, None].expand_as(behaviours)  # (B, d) -> (B, n, d)
+        pairs = torch.cat([behaviours, e_t, behaviours - e_t, behaviours * e_t], dim=-1)
+        return self.mlp(pairs).squeeze(-1)  # (B, n, 4d) -> (B, n)
+
+
+class InterestCTR(nn.Module):
+    """Pool the behaviours with the unit's weights, then predict a click from
+    ``[u, e_t, u * e_t]``. ``softmax=False`` is DIN (raw weights, padding weighs 0);
+    ``softmax=True`` normalises the weights over the real behaviours. Used in: Q4."""
+
+    def __init__(self, d: int, softmax: bool) -> None:
+        super().__init__()
+        self.unit, self.softmax = ActivationUnit(d), softmax
+        self.head = nn.Sequential(nn.Linear(3 * d, 16), nn.ReLU(), nn.Linear(16, 1))
+
+    def pool(self, candidate: Tensor, behaviours: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """User vectors ``(B, d)`` and weights ``(B, n)``; ``lengths (B,)`` real behaviours."""
+        real = padding_mask(lengths, behaviours.shape[1]).to(behaviours.device)  # (B, n)
+        scores = self.unit(candidate, behaviours)
+        if self.softmax:  # ordinary attention: the weights sum to 1
+            weights = scores.masked_fill(~real, float("-inf")).softmax(-1)
+        else:  # DIN, Eq. (3): raw weights
+            weights = scores * real
+        return (weights[..., None] * behaviours).sum(1), weights
+
+    def forward(self, candidate: Tensor, behaviours: Tensor, lengths: Tensor) -> Tensor:
+        """Click logits ``(B,)``."""
+        u, _ = self.pool(candidate, behaviours, lengths)
+        return self.head(torch.cat([u, candidate, u * candidate], dim=-1)).squeeze(-1)
+
+
+class UserBatch(NamedTuple):
+    """One batch of :func:`user_batch`: ``candidate (B, d)``, ``behaviours (B, max_len, d)``
+    (slots after ``lengths (B,)`` hold filler items that the padding mask hides),
+    ``clicked (B,)`` float labels and ``k (B,)``, the number of matching behaviours."""
+
+    candidate: Tensor
+    behaviours: Tensor
+    lengths: Tensor
+    clicked: Tensor
+    k: Tensor
+
+
+def user_batch(
+    catalogue: Catalogue, size: int, generator: torch.Generator, max_len: int = 12
+) -> UserBatch:
+    """Users with 4 to ``max_len`` behaviours, ``k`` of them (0 to 6) in the candidate's
+    category at random real positions; the user clicks exactly when ``k >= 3``. The
+    history length varies, so the *share* of matching behaviours does not tell ``k``.
+    Used in: Q4."""
+    n_categories = catalogue.centres.shape[0]
+    lengths = torch.randint(4, max_len + 1, (size,), generator=generator)
+    target = torch.randint(0, n_categories, (size,), generator=generator)
+    k = torch.minimum(torch.randint(0, 7, (size,), generator=generator), lengths)
+    real = padding_mask(lengths, max_len)  # (B, max_len)
+    noise = torch.rand(size, max_len, generator=generator).masked_fill(~real, 2.0)
+    rank = noise.argsort(-1).argsort(-1)  # a random order of the real slots first
+    shift = torch.randint(1, n_categories, (size, max_len), generator=generator)
+    other = (target[:, None] + shift) % n_categories  # any other category
+    category = torch.where(rank < k[:, None], target[:, None], other)  # k real slots match
+    candidate, behaviours = catalogue.items(target, generator), catalogue.items(category, generator)
+    return UserBatch(candidate, behaviours, lengths, (k >= 3).float(), k)
+
+
+def _click_loss(model: InterestCTR, batch: UserBatch) -> Tensor:
+    logits = model(batch.candidate, batch.behaviours, batch.lengths)
+    return F.binary_cross_entropy_with_logits(logits, batch.clicked)
+
+
+def train_interest_models(
+    catalogue: Catalogue,
+    seed: int,
+    *,
+    steps: int = 200,
+    device: str | torch.device | None = None,
+) -> tuple[dict[str, InterestCTR], dict[str, float]]:
+    """Train the DIN pooling and the softmax pooling on :func:`user_batch` clicks.
+
+    Both start from the same seed (initialisation and batches): ``steps`` AdamW updates
+    (lr 0.01) on 128 users each. Accuracy is measured on 2000 held-out users (seed 99).
+
+    Returns:
+        ``{"DIN (no softmax)": model, "softmax": model}`` and their held-out accuracies.
+    Used in: Q4.
+    """
+    d = catalogue.centres.shape[1]
+    test = user_batch(catalogue, 2000, torch.Generator().manual_seed(99))
+    models, accuracy = {}, {}
+    for name, softmax in [("DIN (no softmax)", False), ("softmax", True)]:
+        torch.manual_seed(seed)  # the initialisation
+        model = InterestCTR(d, softmax)
+        config = TrainConfig(steps=steps, lr=1e-2, seed=seed, log_every=50, device=device)
+        train(model, lambda step, gen: user_batch(catalogue, 128, gen), _click_loss, config)
+        dev = next(model.parameters()).device
+        with torch.no_grad():
+            clicks = model(test.candidate.to(dev), test.behaviours.to(dev), test.lengths.to(dev))
+        correct = (clicks > 0).float() == test.clicked.to(dev)
+        models[name], accuracy[name] = model, correct.float().mean().item()
+    return models, accuracy
+
+
+def probe_intensity(
+    model: InterestCTR, catalogue: Catalogue, ks: list[int], *, seed: int, category: int = 0
+) -> tuple[list[float], list[float]]:
+    """Sum of the pooling weights and norm of the user vector for probe users.
+
+    Probe user ``k`` has ``k`` behaviours, all in ``category`` (seeded items), and the
+    candidate is that category's centre. DIN's raw weights should sum to more as ``k``
+    grows; softmax weights always sum to 1.
+
+    Returns:
+        the sums of the weights and the norms of the user vectors, one per ``k``.
+    Used in: Q4.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    candidate = catalogue.centres[category : category + 1].to(device)  # (1, d)
+    totals, norms = [], []
+    with torch.no_grad():
+        for k in ks:
+            history = catalogue.items(torch.full((1, k), category), generator).to(device)
+            u, w = model.pool(candidate, history, torch.tensor([k]))
+            totals.append(w.sum().item())  # interest intensity: the sum of the weights
+            norms.append(u.norm().item())
+    return totals, norms

@@ -1,0 +1,337 @@
+"""A decoder-only Transformer with GPT-2's architecture, and its key/value cache.
+
+:class:`GPT` follows Hugging Face's ``GPT2LMHeadModel`` module for module (Radford
+et al. 2019), so that :func:`gpt_from_hf_state_dict` loads its weights and
+reproduces its logits:
+
+- token embedding + learned position embedding, then dropout;
+- ``n_layer`` Pre-LN blocks ``x = x + Attn(LN(x))``, ``x = x + MLP(LN(x))`` with
+  causal self-attention (:func:`qkv.attention.scaled_dot_product_attention`) and
+  an MLP ``n_embd -> 4 n_embd -> n_embd`` with the tanh approximation of GELU
+  (Hugging Face's ``"gelu_new"``);
+- a final LayerNorm and an output layer tied to the token embedding (:func:`qkv.tying.tie`).
+
+Decoding with a :class:`~qkv.kvcache.KVCache`: past keys and values never change under a causal
+mask, so each layer keeps them and a step computes q, k, v for the new tokens only
+(queries are never cached). Names follow Hugging Face's ``GPT2Config``;
+``n_embd`` is ``d_model``, ``n_head`` is ``h``, ``vocab_size`` is ``V``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qkv._checks import check_int
+from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
+from qkv.kvcache import KVCache
+from qkv.masks import causal_mask, key_mask
+from qkv.tying import tie
+
+__all__ = ["GPTConfig", "KVCache", "GPT", "greedy_generate", "gpt_from_hf_state_dict"]
+
+
+@dataclass
+class GPTConfig:
+    """GPT-2's sizes, with Hugging Face's field names and defaults (GPT-2 small, 124M).
+
+    ``n_inner`` (the MLP width ``d_ff``) defaults to ``4 * n_embd``.
+    Used in: Q23 (transformer/q23_kv_cache).
+    """
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    layer_norm_epsilon: float = 1e-5
+    resid_pdrop: float = 0.1
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    n_inner: int | None = None
+    initializer_range: float = 0.02
+
+    def __post_init__(self) -> None:
+        sizes = dict(vocab_size=self.vocab_size, n_positions=self.n_positions, n_embd=self.n_embd,
+                     n_layer=self.n_layer, n_head=self.n_head, n_inner=self.d_ff)  # fmt: skip
+        for name, value in sizes.items():
+            check_int(name, value, 1)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not a multiple of n_head={self.n_head}")
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.layer_norm_epsilon > 0:
+            raise ValueError(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon}")
+
+    @property
+    def d_ff(self) -> int:
+        return 4 * self.n_embd if self.n_inner is None else self.n_inner
+
+
+class CausalSelfAttention(MultiHeadAttention):
+    """Masked multi-head self-attention that appends its keys and values to a cache.
+
+    Same projections as :class:`qkv.attention.MultiHeadAttention` (``w_q, w_k, w_v, w_o``).
+    """
+
+    def forward(  # type: ignore[override]
+        self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``x: (B, n, d_model)``, ``past``: keys, values ``(B, h, m - n, d_k)`` or None.
+
+        ``mask``: bool ``(B or 1, 1, n, m)`` (``True`` = may attend), or None when every
+        query may see every key. Returns ``out (B, n, d_model)`` and keys, values
+        ``(B, h, m, d_k)``: the past ones with the ``n`` new ones appended.
+        """
+        B, n, _ = x.shape
+        # (B, n, d_model) -> (B, n, h, d_k) -> (B, h, n, d_k)
+        q, k, v = (w(x).view(B, n, self.n_heads, self.d_k).transpose(1, 2)
+                   for w in (self.w_q, self.w_k, self.w_v))  # fmt: skip
+        if past is not None:  # the new token's k, v join the cache; its q is used once
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        dropout_p = self.dropout if self.training else 0.0
+        out = scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p)
+        out = out.transpose(1, 2).reshape(B, n, self.d_model)  # (B, h, n, d_k) -> (B, n, d_model)
+        return self.w_o(out), (k, v)
+
+
+class Block(nn.Module):
+    """A Pre-LN GPT-2 block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        d_model = config.n_embd
+        self.ln_1 = nn.LayerNorm(d_model, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(d_model, config.n_head, dropout=config.attn_pdrop)
+        self.ln_2 = nn.LayerNorm(d_model, eps=config.layer_norm_epsilon)
+        self.fc = nn.Linear(d_model, config.d_ff)  # Hugging Face's mlp.c_fc
+        self.proj = nn.Linear(config.d_ff, d_model)  # mlp.c_proj
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(
+        self, x: Tensor, past: tuple[Tensor, Tensor] | None, mask: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        attended, kv = self.attn(self.ln_1(x), past, mask)
+        x = x + self.dropout(attended)
+        hidden = F.gelu(self.fc(self.ln_2(x)), approximate="tanh")  # GPT-2's "gelu_new"
+        return x + self.dropout(self.proj(hidden)), kv
+
+
+class GPT(nn.Module):
+    """GPT-2 (Radford et al. 2019): learned positions, Pre-LN causal blocks, tied output layer.
+
+    Weights are initialised as in GPT-2: normal with standard deviation
+    ``initializer_range``, the two output projections of each block scaled by
+    ``1 / sqrt(2 * n_layer)``, zero biases, LayerNorm 1 and 0.
+
+    Used in: Q23 (transformer/q23_kv_cache).
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # tokens
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)  # learned positions
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.lm_head = tie(self.wte, nn.Linear(config.n_embd, config.vocab_size, bias=False))
+        std = config.initializer_range
+        for name, p in self.named_parameters():  # the tied lm_head.weight comes once, as wte
+            if p.dim() == 1:  # biases and LayerNorm parameters: LayerNorm weights 1, else 0
+                nn.init.constant_(p, 1.0 if name.endswith(".weight") else 0.0)
+            else:  # the two residual-path outputs of each block get 1 / sqrt(2 n_layer)
+                residual = name.endswith(("w_o.weight", "proj.weight"))
+                nn.init.normal_(p, std=std / (2 * config.n_layer) ** 0.5 if residual else std)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        cache: KVCache | None = None,
+        *,
+        attention_mask: Tensor | None = None,
+    ) -> tuple[Tensor, KVCache]:
+        """Logits for ``input_ids (B, n)``, continuing the sequence held by ``cache``.
+
+        Args:
+            input_ids: ``(B, n)`` token ids in ``[0, vocab_size)``; with a cache of length
+                ``m0``, positions ``m0 .. m0 + n - 1`` (``m0 + n <= n_positions``).
+            cache: the :class:`~qkv.kvcache.KVCache` this model returned for the earlier
+                tokens, or None.
+            attention_mask: optional ``(B, m0 + n)`` of 0/1 (1 = real token) over past and
+                new tokens, as in Hugging Face: padding keys are hidden from every query.
+                Positions still count from 0 as in Hugging Face's forward without
+                ``position_ids``, so pad on the right; padded positions' logits are meaningless.
+
+        Returns:
+            ``logits (B, n, V)`` and the new cache, ``m = m0 + n`` positions.
+        """
+        B, n = self._check_input_ids(input_ids)
+        m0 = self._check_cache(cache, B, n)
+        m = m0 + n
+        mask = None if n == 1 else causal_mask(n, m, device=input_ids.device)[None, None]
+        if attention_mask is not None:
+            if not isinstance(attention_mask, Tensor) or attention_mask.shape != (B, m):
+                got = getattr(attention_mask, "shape", type(attention_mask).__name__)
+                raise ValueError(f"attention_mask must be (B, m0 + n) = {(B, m)}, got {got}")
+            if not ((attention_mask == 0) | (attention_mask == 1)).all():
+                raise ValueError("attention_mask must hold only 0 and 1 (1 = real token)")
+            pad = key_mask(attention_mask.bool())  # (B, m) -> (B, 1, 1, m)
+            mask = pad if mask is None else mask & pad  # (B, 1, n, m)
+        positions = torch.arange(m0, m, device=input_ids.device)  # (n,)
+        x = self.drop(self.wte(input_ids) + self.wpe(positions))  # (B, n, d_model)
+        keys, values = [], []
+        for i, block in enumerate(self.blocks):
+            past = None if cache is None else (cache.keys[i], cache.values[i])
+            x, (k, v) = block(x, past, mask)
+            keys.append(k)
+            values.append(v)
+        logits = self.lm_head(self.ln_f(x))  # (B, n, d_model) -> (B, n, V)
+        return logits, KVCache(tuple(keys), tuple(values), id(self))
+
+    def _check_input_ids(self, input_ids: Tensor) -> tuple[int, int]:
+        """Return ``(B, n)`` of integer ids in ``[0, V)`` with ``1 <= n <= n_positions``."""
+        if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or (
+            input_ids.dtype == torch.bool
+        ):
+            got = input_ids.dtype if isinstance(input_ids, Tensor) else type(input_ids).__name__
+            raise TypeError(f"input_ids must be an integer tensor of token ids, got {got}")
+        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids must be (B, n) with n >= 1, got {tuple(input_ids.shape)}")
+        B, n = input_ids.shape
+        V, max_len = self.config.vocab_size, self.config.n_positions
+        if n > max_len:
+            raise ValueError(f"input_ids has length {n} > the maximum of {max_len} positions")
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= V:
+            raise ValueError(f"input_ids must be in [0, {V}), got values in [{low}, {high}]")
+        return B, n
+
+    def _check_cache(self, cache: KVCache | None, batch_size: int, n: int) -> int:
+        """Return the cache length ``m0`` after checking it fits this model and batch."""
+        m0 = 0
+        if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"cache must be a KVCache from GPT.forward, got {type(cache)}")
+            if cache.owner != id(self) or len(cache.keys) != self.config.n_layer:
+                raise ValueError("cache was made by another model: pass this model's own cache")
+            if cache.batch_size != batch_size:
+                raise ValueError(
+                    f"cache holds a batch of {cache.batch_size} sequences, input_ids {batch_size}"
+                )
+            m0 = cache.length
+        if m0 + n > self.config.n_positions:
+            raise ValueError(
+                f"cache length {m0} + {n} new tokens = {m0 + n} exceeds "
+                f"n_positions={self.config.n_positions}"
+            )
+        return m0
+
+
+def greedy_generate(
+    model: GPT,
+    input_ids: Tensor,
+    max_new_tokens: int,
+    *,
+    use_cache: bool = True,
+    return_logits: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Append ``max_new_tokens`` arg-max tokens to ``input_ids (B, n)``, one step at a time.
+
+    With ``use_cache`` each step feeds only the newest token and the :class:`~qkv.kvcache.KVCache`;
+    without it each step reruns the whole sequence. Both give the same tokens.
+
+    Returns:
+        ``(B, n + max_new_tokens)`` ids (a new tensor; ``input_ids`` is not changed), and
+        with ``return_logits`` also the logits each step chose from, ``(B, max_new_tokens, V)``
+        (Hugging Face's ``output_logits``).
+
+    Used in: Q23 (transformer/q23_kv_cache).
+    """
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a qkv.gpt.GPT, got {type(model).__name__}")
+    check_int("max_new_tokens", max_new_tokens, 0)
+    n_total = input_ids.shape[-1] + max_new_tokens
+    if n_total > model.config.n_positions:
+        raise ValueError(
+            f"{input_ids.shape[-1]} prompt tokens + max_new_tokens={max_new_tokens} = {n_total} "
+            f"exceeds n_positions={model.config.n_positions}"
+        )
+    ids, cache, step_input, scores = input_ids.clone(), None, input_ids, []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            if use_cache:  # feed only what the cache has not seen
+                logits, cache = model(step_input, cache)
+            else:  # recompute the whole prefix
+                logits, _ = model(ids)
+            scores.append(logits[:, -1])  # (B, V)
+            step_input = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
+            ids = torch.cat([ids, step_input], dim=1)
+    if not return_logits:
+        return ids
+    if not scores:  # max_new_tokens == 0
+        V, weight = model.config.vocab_size, model.wte.weight
+        return ids, torch.empty(ids.shape[0], 0, V, dtype=weight.dtype, device=ids.device)
+    return ids, torch.stack(scores, dim=1)  # max_new_tokens x (B, V) -> (B, max_new_tokens, V)
+
+
+def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) -> GPT:
+    """Build a :class:`GPT` holding the weights of a Hugging Face ``GPT2LMHeadModel``.
+
+    Hugging Face's ``Conv1D`` stores weights as ``(in, out)``: they are transposed
+    into ``nn.Linear``'s ``(out, in)``, and ``attn.c_attn`` is split into W_q, W_k, W_v.
+
+    Args:
+        state_dict: ``GPT2LMHeadModel.state_dict()`` or ``GPT2Model.state_dict()``;
+            the tied ``lm_head.weight`` and the old ``attn.bias`` buffers are optional.
+        config: the sizes of that model.
+
+    Returns:
+        A :class:`GPT` in eval mode on the device and dtype of ``wte``.
+
+    Used in: tests/test_gpt.py (the Hugging Face reference check of the chapter's model).
+    """
+    state = {k.removeprefix("transformer."): v for k, v in state_dict.items()}
+    state = {k: v for k, v in state.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+    state.pop("lm_head.weight", None)  # tied to wte
+    names = {"wte.weight": "wte.weight", "wpe.weight": "wpe.weight"}
+    names |= {f"ln_f.{kind}": f"ln_f.{kind}" for kind in ("weight", "bias")}
+    per_layer = {"ln_1": "ln_1", "ln_2": "ln_2", "attn.c_proj": "attn.w_o",
+                 "mlp.c_fc": "fc", "mlp.c_proj": "proj"}  # fmt: skip
+    layers = range(config.n_layer)
+    for i in layers:
+        for hf, ours in per_layer.items():
+            for kind in ("weight", "bias"):
+                names[f"h.{i}.{hf}.{kind}"] = f"blocks.{i}.{ours}.{kind}"
+    fused = [f"h.{i}.attn.c_attn.{kind}" for i in layers for kind in ("weight", "bias")]
+    missing = sorted(set(names) - set(state) | set(fused) - set(state))
+    unexpected = sorted(set(state) - set(names) - set(fused))
+    if missing or unexpected:
+        raise ValueError(f"state_dict does not fit GPT2LMHeadModel: missing {missing}, "
+                         f"unexpected {unexpected}")  # fmt: skip
+    ours: dict[str, Tensor] = {}
+    for hf, name in names.items():
+        conv1d = hf.endswith("weight") and ("attn." in hf or "mlp." in hf)
+        ours[name] = state[hf].T if conv1d else state[hf]  # Conv1D (in, out) -> Linear (out, in)
+    for i in range(config.n_layer):
+        weight = state[f"h.{i}.attn.c_attn.weight"].T  # (d_model, 3 d_model) -> (3 d_model, ...)
+        bias = state[f"h.{i}.attn.c_attn.bias"]
+        for part, w, b in zip(("w_q", "w_k", "w_v"), weight.chunk(3), bias.chunk(3), strict=True):
+            ours[f"blocks.{i}.attn.{part}.weight"], ours[f"blocks.{i}.attn.{part}.bias"] = w, b
+    ours["lm_head.weight"] = ours["wte.weight"]
+    model = GPT(config)
+    expected = model.state_dict()
+    for name, tensor in ours.items():
+        if tensor.shape != expected[name].shape:
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected "
+                             f"{tuple(expected[name].shape)}")  # fmt: skip
+    model.load_state_dict(ours)
+    weight = state["wte.weight"]
+    return model.to(device=weight.device, dtype=weight.dtype).eval()

@@ -1,0 +1,144 @@
+"""Inductive bias: with little data, a model built to look locally wins on a local task.
+
+The task, :func:`window_sum`, labels every position of a binary sequence with the
+number of ones in the window ``x[i-1], x[i], x[i+1]`` (0 to 3). Three models of
+similar size are trained on the same fixed set of ``n_train`` sequences for the
+same number of steps:
+
+- :class:`ConvTagger`: two width-3 convolutions, locality built in (LeCun et al. 1998);
+- full attention: a :class:`~qkv.tiny_transformer.TinyTransformer`, bidirectional,
+  with sinusoidal positions: it must *learn* which keys are neighbours;
+- windowed attention: the same Transformer with ``window=1`` (each query sees its
+  two neighbours only), locality built into the mask.
+
+:func:`locality_experiment` measures held-out accuracy over training-set sizes.
+
+Used in: Q25 (transformer/q25_weaknesses).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qkv._checks import check_int
+from qkv.tiny_transformer import TinyTransformer
+from qkv.train import TrainConfig, train
+
+__all__ = ["TagBatch", "window_sum", "ConvTagger", "LOCALITY_MODELS", "locality_experiment"]
+
+#: The models compared by :func:`locality_experiment`, in the order of its result.
+LOCALITY_MODELS = ("convolution", "full attention", "windowed attention")
+
+
+class TagBatch(NamedTuple):
+    """``inputs (B, L)`` bits and ``labels (B, L)`` window sums in ``0 .. 3``.
+
+    Used in: Q25 (transformer/q25_weaknesses).
+    """
+
+    inputs: Tensor
+    labels: Tensor
+
+
+def window_sum(batch_size: int, length: int, *, generator: torch.Generator) -> TagBatch:
+    """Random bits; the label of position ``i`` is ``x[i-1] + x[i] + x[i+1]`` (0 outside).
+
+    Used in: Q25 (transformer/q25_weaknesses).
+    """
+    check_int("batch_size", batch_size, 1)
+    check_int("length", length, 1)
+    inputs = torch.randint(0, 2, (batch_size, length), generator=generator)
+    padded = F.pad(inputs, (1, 1))  # (B, L + 2), zeros at both ends
+    labels = padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]  # (B, L)
+    return TagBatch(inputs, labels)
+
+
+class ConvTagger(nn.Module):
+    """Embedding, two ``kernel_size``-wide 1-D convolutions with GELU, a per-token head.
+
+    ``ids: (B, L) -> (B, L, n_outputs)``; position ``i`` sees ``x[i-2 .. i+2]`` for
+    kernel size 3. Used in: Q25 (transformer/q25_weaknesses).
+    """
+
+    def __init__(
+        self, vocab_size: int, n_outputs: int, *, d_model: int = 32, kernel_size: int = 3
+    ) -> None:
+        super().__init__()
+        check_int("kernel_size", kernel_size, 1)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
+        self.embed = nn.Embedding(vocab_size, d_model)
+        pad = kernel_size // 2
+        self.conv1 = nn.Conv1d(d_model, d_model, kernel_size, padding=pad)
+        self.conv2 = nn.Conv1d(d_model, d_model, kernel_size, padding=pad)
+        self.head = nn.Linear(d_model, n_outputs)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x = self.embed(ids).transpose(1, 2)  # (B, L, d_model) -> (B, d_model, L)
+        x = F.gelu(self.conv2(F.gelu(self.conv1(x))))
+        return self.head(x.transpose(1, 2))  # (B, d_model, L) -> (B, L, n_outputs)
+
+
+def _make(name: str) -> nn.Module:
+    if name == "convolution":
+        return ConvTagger(2, 4)
+    window = 1 if name == "windowed attention" else None
+    return TinyTransformer(
+        2, 4, d_model=32, n_heads=2, n_layers=1, position="sinusoidal", causal=False, window=window
+    )
+
+
+def _tag_loss(model: nn.Module, batch: TagBatch) -> Tensor:
+    return F.cross_entropy(model(batch.inputs).flatten(0, 1), batch.labels.flatten())
+
+
+@lru_cache(maxsize=8)
+def locality_experiment(
+    seed: int = 0,
+    *,
+    budgets: tuple[int, ...] = (8, 32, 512),
+    length: int = 24,
+    steps: int = 200,
+    device: str | torch.device | None = None,
+) -> dict[str, list[float]]:
+    """Held-out accuracy of each model of :data:`LOCALITY_MODELS` for each training-set size.
+
+    For each ``n_train`` in ``budgets``: draw ``n_train`` sequences of ``length`` bits
+    (seeded by ``seed``), train each model (initialised with ``seed``) for ``steps``
+    AdamW updates (lr 3e-3) on mini-batches of ``min(n_train, 32)`` drawn from that
+    fixed set, and score per-token accuracy on 512 fresh sequences. Every model sees
+    the same data and the same number of updates. Cached per arguments.
+
+    Returns:
+        ``{model name: [accuracy for each budget]}``.
+
+    Used in: Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
+    """
+    check_int("seed", seed, 0)
+    for n_train in budgets:
+        check_int("n_train", n_train, 1)
+    config = TrainConfig(steps=steps, lr=3e-3, seed=seed, device=device)
+    test = window_sum(512, length, generator=torch.Generator().manual_seed(10_000 + seed))
+    result: dict[str, list[float]] = {name: [] for name in LOCALITY_MODELS}
+    for n_train in budgets:
+        data = window_sum(n_train, length, generator=torch.Generator().manual_seed(seed))
+
+        def batches(step: int, g: torch.Generator, data: TagBatch = data) -> TagBatch:
+            rows = torch.randint(0, len(data.inputs), (min(len(data.inputs), 32),), generator=g)
+            return TagBatch(data.inputs[rows], data.labels[rows])
+
+        for name in LOCALITY_MODELS:
+            torch.manual_seed(seed)
+            model = _make(name)
+            train(model, batches, _tag_loss, config)
+            model.eval()
+            on = next(model.parameters()).device
+            with torch.no_grad():
+                predicted = model(test.inputs.to(on)).argmax(dim=-1).cpu()
+            result[name].append((predicted == test.labels).float().mean().item())
+    return result

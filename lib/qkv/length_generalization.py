@@ -1,0 +1,165 @@
+"""Train on short sequences, test on long ones: how far each position scheme carries.
+
+The task, :func:`offset_copy`, needs position and nothing else: at every position
+``i`` the model must output the token ``offset`` places back, ``x[i - offset]``
+(the tokens are uniform random, so content gives no hint). A causal
+:class:`~qkv.tiny_transformer.TinyTransformer` is trained with :mod:`qkv.train` on
+sequences of ``train_len`` tokens, once per position scheme, then evaluated on
+longer sequences. The offset is the same at every length, so a scheme that
+represents *relative* position well has nothing new to learn at test time; an
+absolute scheme meets positions it has never seen.
+
+Used in: Q21 (transformer/q21_positional_encodings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from qkv._checks import check_int
+from qkv.tiny_transformer import POSITION_SCHEMES, TinyTransformer
+from qkv.train import TrainConfig, train
+
+__all__ = ["CopyBatch", "offset_copy", "LengthResult", "length_generalization"]
+
+
+class CopyBatch(NamedTuple):
+    """``inputs (B, L)`` token ids and ``targets (B, L)``: ``inputs`` shifted by the offset.
+
+    Used in: Q21 (transformer/q21_positional_encodings).
+    """
+
+    inputs: Tensor
+    targets: Tensor
+
+
+def offset_copy(
+    batch_size: int,
+    length: int,
+    *,
+    offset: int = 1,
+    vocab_size: int = 10,
+    generator: torch.Generator,
+) -> CopyBatch:
+    """Uniform random tokens; the target at position ``i`` is ``inputs[i - offset]``.
+
+    The first ``offset`` positions have nothing to copy: their target is ``-100``,
+    the ``ignore_index`` of :func:`torch.nn.functional.cross_entropy`.
+
+    Args:
+        batch_size, length: ``B`` and ``L``.
+        offset: how far back to copy, ``1 <= offset < L``.
+        vocab_size: ``V``; tokens are ``0 .. V-1``.
+        generator: a CPU :class:`torch.Generator` (the batch is a function of it).
+
+    Used in: Q21 (transformer/q21_positional_encodings).
+    """
+    check_int("batch_size", batch_size, 1)
+    check_int("length", length, 2)
+    check_int("offset", offset, 1)
+    check_int("vocab_size", vocab_size, 2)
+    if offset >= length:
+        raise ValueError(f"offset must be < length, got offset {offset} and length {length}")
+    inputs = torch.randint(0, vocab_size, (batch_size, length), generator=generator)
+    targets = torch.full_like(inputs, -100)
+    targets[:, offset:] = inputs[:, :-offset]
+    return CopyBatch(inputs, targets)
+
+
+def _copy_loss(model: torch.nn.Module, batch: CopyBatch) -> Tensor:
+    logits = model(batch.inputs)  # (B, L, V)
+    return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+
+
+@torch.no_grad()
+def _accuracy(model: torch.nn.Module, batch: CopyBatch) -> float:
+    predicted = model(batch.inputs).argmax(dim=-1)  # (B, L)
+    scored = batch.targets != -100
+    return (predicted[scored] == batch.targets[scored]).float().mean().item()
+
+
+@dataclass(frozen=True)
+class LengthResult:
+    """What :func:`length_generalization` measured.
+
+    Attributes:
+        train_len: the length every model was trained on.
+        eval_lens: the evaluation lengths, ``train_len`` first.
+        accuracy: ``scheme -> [accuracy at each evaluation length]`` (copy accuracy on
+            held-out sequences; chance is ``1 / vocab_size``). The ``"learned"`` scheme has
+            an entry only for lengths it can run.
+        errors: ``scheme -> the error message`` it raised at a longer length.
+
+    Used in: Q21 (transformer/q21_positional_encodings).
+    """
+
+    train_len: int
+    eval_lens: tuple[int, ...]
+    accuracy: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def length_generalization(
+    seed: int = 0,
+    *,
+    schemes: tuple[str, ...] = ("none", "learned", "sinusoidal", "rope", "alibi"),
+    train_len: int = 16,
+    eval_lens: tuple[int, ...] = (16, 32, 64),
+    offset: int = 1,
+    vocab_size: int = 10,
+    steps: int = 200,
+    device: str | torch.device | None = None,
+) -> LengthResult:
+    """Train one tiny causal model per position scheme on ``train_len``, test at ``eval_lens``.
+
+    Each model (``d_model=32``, 4 heads, 1 layer; the ``"learned"`` table has exactly
+    ``train_len`` rows) is trained for ``steps`` AdamW updates (lr 3e-3, batches of 32)
+    on :func:`offset_copy`, with the same seed for its initialisation and its batches.
+    Evaluation uses 64 fresh sequences per length (seeded by ``seed``). Results are
+    cached: a second call with the same arguments returns the same object.
+
+    Returns:
+        a :class:`LengthResult`.
+
+    Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+    """
+    check_int("seed", seed, 0)
+    unknown = set(schemes) - set(POSITION_SCHEMES)
+    if unknown:
+        raise ValueError(f"schemes must be among {POSITION_SCHEMES}, got {sorted(unknown)}")
+    if not eval_lens or eval_lens[0] != train_len:
+        raise ValueError(f"eval_lens must start with train_len {train_len}, got {eval_lens}")
+    result = LengthResult(train_len, tuple(eval_lens))
+    config = TrainConfig(steps=steps, lr=3e-3, seed=seed, device=device)
+    eval_g = torch.Generator().manual_seed(10_000 + seed)
+    tests = [offset_copy(64, n, offset=offset, vocab_size=vocab_size, generator=eval_g)
+             for n in eval_lens]  # fmt: skip
+    for scheme in schemes:
+        torch.manual_seed(seed)
+        model = TinyTransformer(
+            vocab_size, vocab_size, d_model=32, n_heads=4, n_layers=1,
+            position=scheme, max_len=train_len, causal=True,
+        )  # fmt: skip
+
+        def batches(step: int, g: torch.Generator) -> CopyBatch:
+            return offset_copy(32, train_len, offset=offset, vocab_size=vocab_size, generator=g)
+
+        train(model, batches, _copy_loss, config)
+        model.eval()
+        device_ = next(model.parameters()).device
+        accuracy = result.accuracy.setdefault(scheme, [])
+        for test in tests:
+            test = CopyBatch(test.inputs.to(device_), test.targets.to(device_))
+            try:
+                accuracy.append(_accuracy(model, test))
+            except ValueError as err:  # a learned table has no row for this position
+                result.errors[scheme] = str(err)
+                break
+    return result

@@ -1,0 +1,149 @@
+"""Q20's experiment: a short-window classifier applied to long documents.
+
+A tiny BERT classifier is trained on windows of ``window`` tokens that each hold
+one evidence token (:func:`qkv.data.long_documents`). It is then applied to
+documents several times longer, with the evidence at the start, in the middle
+or at the end, through the remedies of :mod:`qkv.longtext`: head truncation,
+tail truncation, head+tail truncation, and sliding windows whose logits are
+pooled. A remedy works exactly when the evidence survives it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from qkv.bert import Bert, BertConfig
+from qkv.data import CLS_ID, N_SPECIAL, long_documents
+from qkv.longtext import aggregate, sliding_windows, truncate
+from qkv.train import TrainConfig, train
+
+__all__ = [
+    "WindowClassifier",
+    "train_window_classifier",
+    "predict",
+    "window_logits",
+    "STRATEGIES",
+    "compare",
+]
+
+N_CLASSES, N_NOISE = 2, 50
+VOCAB_SIZE = N_SPECIAL + N_CLASSES + N_NOISE
+#: The remedies compared: truncation strategies and sliding windows with pooling.
+STRATEGIES = ("head", "tail", "head+tail", "windows (mean)", "windows (max)")
+
+
+class WindowClassifier(nn.Module):
+    """A tiny BERT that reads ``[CLS] + window`` and classifies from the pooled [CLS] vector.
+
+    ``ids: (B, window)`` -> logits ``(B, 2)``.
+    """
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        config = BertConfig(
+            vocab_size=VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=window + 1,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        )  # fmt: skip
+        self.window = window
+        self.bert = Bert(config)
+        self.head = nn.Linear(32, N_CLASSES)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        cls = torch.full_like(ids[:, :1], CLS_ID)
+        _, pooled = self.bert(torch.cat([cls, ids], dim=1))  # (B, 1 + window) -> (B, 32)
+        return self.head(pooled)
+
+
+def train_window_classifier(
+    seed: int, *, window: int = 32, steps: int = 250, device: str | torch.device | None = None
+) -> WindowClassifier:
+    """Train a :class:`WindowClassifier` on windows with or without the evidence.
+
+    Batches of 64 windows of ``window`` tokens from :func:`qkv.data.long_documents`
+    (``position="random"``); in half of them the evidence token is replaced by
+    noise and the target is 50/50, so that a window without evidence abstains.
+    AdamW at lr 3e-3, ``steps`` steps, seeded by ``seed``.
+    """
+    torch.manual_seed(seed)
+    model = WindowClassifier(window)
+
+    def batch_fn(step: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        docs = long_documents(64, window, position="random", generator=g)
+        ids, target = docs.input_ids.clone(), nn.functional.one_hot(docs.labels, N_CLASSES).float()
+        # half the windows lose their evidence (a noise token takes its place) and must
+        # then say "no idea", 50/50: a long document's windows mostly hold no evidence
+        blank = torch.rand(64, generator=g) < 0.5
+        noise = N_SPECIAL + N_CLASSES + torch.randint(0, N_NOISE, (64,), generator=g)
+        rows = torch.arange(64)[blank]
+        ids[rows, docs.evidence_position[blank]] = noise[blank]
+        target[blank] = 1.0 / N_CLASSES
+        return ids, target
+
+    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        ids, target = batch
+        return nn.functional.cross_entropy(m(ids), target)  # probabilities as targets
+
+    train(model, batch_fn, loss_fn, TrainConfig(steps=steps, lr=3e-3, seed=seed, device=device))
+    return model.eval()
+
+
+def predict(model: WindowClassifier, ids: Tensor, strategy: str) -> Tensor:
+    """Labels ``(B,)`` for long documents ``ids: (B, L)`` under one of :data:`STRATEGIES`.
+
+    Truncations keep ``model.window`` tokens (head+tail: a quarter from the head,
+    the rest from the tail, as Sun et al. 2019 keep 128 + 382 of 510); windows
+    have stride ``window // 2`` and their logits are pooled by mean or max.
+    """
+    w = model.window
+    with torch.no_grad():
+        if strategy in ("head", "tail", "head+tail"):
+            head = w // 4 if strategy == "head+tail" else None
+            kept = torch.stack([truncate(doc, w, strategy, head=head) for doc in ids])  # (B, w)
+            return model(kept).argmax(-1)
+        if strategy in ("windows (mean)", "windows (max)"):
+            how = "mean" if strategy == "windows (mean)" else "max"
+            return aggregate(window_logits(model, ids), how, dim=1).argmax(-1)
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+
+def window_logits(model: WindowClassifier, ids: Tensor) -> Tensor:
+    """Logits ``(B, W, 2)`` of every window (stride ``window // 2``) of ``ids: (B, L)``.
+
+    Used in: Q20.
+    """
+    w = model.window
+    windows, _ = sliding_windows(ids, w, w // 2)  # (B, L) -> (B, W, w)
+    B, W, _ = windows.shape
+    with torch.no_grad():
+        return model(windows.reshape(B * W, w)).reshape(B, W, -1)  # (B * W, 2) -> (B, W, 2)
+
+
+def compare(
+    seed: int, *, length: int = 256, n_docs: int = 200, device: str | torch.device | None = None
+) -> dict[tuple[str, str], float]:
+    """Accuracy of every strategy with the evidence at the start, middle and end.
+
+    Returns ``{(strategy, position): accuracy}`` on ``n_docs`` held-out documents
+    of ``length`` tokens per position (drawn from a generator seeded apart from
+    the training batches).
+    Used in: Q20.
+    """
+    model = train_window_classifier(seed, device=device)
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(10_000 + seed)
+    results = {}
+    for position in ("start", "middle", "end"):
+        docs = long_documents(n_docs, length, position=position, generator=generator)
+        ids, labels = docs.input_ids.to(device), docs.labels.to(device)
+        logits = window_logits(model, ids)  # computed once for both poolings
+        for strategy in STRATEGIES:
+            if strategy.startswith("windows"):
+                how = "mean" if strategy == "windows (mean)" else "max"
+                predicted = aggregate(logits, how, dim=1).argmax(-1)
+            else:
+                predicted = predict(model, ids, strategy)
+            results[(strategy, position)] = (predicted == labels).float().mean().item()
+    return results
+

@@ -1,0 +1,188 @@
+"""One vector per sequence: BERT's [CLS] token and pooler against mean pooling (Q17).
+
+BERT puts ``[CLS]`` first in every input; its final hidden state, passed through the
+pooler ``tanh(W h_[CLS] + b)``, is the sequence representation that the
+next-sentence and classification heads read (Devlin et al. 2019, §3). The
+alternative is to average the real tokens' final states
+(:func:`qkv.masks.masked_mean`). :class:`SequenceClassifier` puts a linear layer on
+either; :func:`train_pooling` trains it from scratch on
+:func:`qkv.data.sequence_classification` as a function of the seed, so that
+``benchmarks/robustness.py`` can rerun the chapter's comparison, and
+:func:`cls_attention` reads where ``[CLS]`` looks in the last layer.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qkv._checks import check_int
+from qkv.bert import Bert, BertConfig
+from qkv.data import CLS_ID, N_SPECIAL, ClassificationBatch, sequence_classification
+from qkv.masks import key_mask, masked_mean
+from qkv.train import History, TrainConfig, train
+
+__all__ = [
+    "POOLINGS",
+    "SequenceClassifier",
+    "PoolingRun",
+    "train_pooling",
+    "accuracy",
+    "cls_attention",
+    "cls_attention_by_token",
+]
+
+#: The two ways to turn ``(B, L, H)`` token states into ``(B, H)``.
+POOLINGS = ("cls", "mean")
+
+
+class SequenceClassifier(nn.Module):
+    """A :class:`qkv.bert.Bert` encoder and a linear classifier over one pooled vector.
+
+    ``pooling="cls"``: BERT's recipe (``BertForSequenceClassification``): the
+    pooler output ``tanh(W h_[CLS] + b)``. ``pooling="mean"``: the average of the
+    real tokens' final states (padding excluded, ``[CLS]`` included); the pooler
+    is then unused.
+
+    ``forward(input_ids (B, L), attention_mask (B, L) bool, True = real token)``
+    -> logits ``(B, n_classes)``.
+    Used in: Q17 (bert/q17_cls_token).
+    """
+
+    def __init__(self, config: BertConfig, n_classes: int = 2, pooling: str = "cls") -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        check_int("n_classes", n_classes, 2)
+        self.pooling = pooling
+        self.bert = Bert(config)
+        self.classifier = nn.Linear(config.hidden_size, n_classes)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        hidden, pooled = self.bert(input_ids, attention_mask=attention_mask.long())
+        if self.pooling == "mean":
+            pooled = masked_mean(hidden, attention_mask.bool())  # (B, L, H) -> (B, H)
+        return self.classifier(pooled)
+
+
+def _loss(model: nn.Module, batch: ClassificationBatch) -> Tensor:
+    return F.cross_entropy(model(batch.input_ids, batch.attention_mask), batch.labels)
+
+
+class PoolingRun(NamedTuple):
+    """A trained :class:`SequenceClassifier`, its history and its held-out accuracy."""
+
+    model: SequenceClassifier
+    history: History
+    accuracy: float
+
+
+def train_pooling(
+    pooling: str,
+    *,
+    rule: str = "majority",
+    seed: int = 0,
+    steps: int = 60,
+    batch_size: int = 64,
+    max_len: int = 12,
+    n_words: int = 8,
+    hidden_size: int = 32,
+    num_layers: int = 1,
+    lr: float = 3e-3,
+    freeze_encoder: bool = False,
+    device: str | torch.device | None = None,
+) -> PoolingRun:
+    """Train a tiny :class:`SequenceClassifier` with ``pooling`` on a synthetic task.
+
+    Batches of ``batch_size`` fresh sequences from
+    :func:`qkv.data.sequence_classification` (``rule``, lengths 4 to ``max_len``
+    words after ``[CLS]``, padded); the same budget (``steps`` AdamW updates at
+    ``lr``) for both poolings; the initialisation and the batches come from
+    ``seed``. Accuracy is measured on 1024 held-out sequences drawn with seed
+    ``10_000 + seed``. With ``freeze_encoder`` only the linear classifier is
+    trained, on the features of the randomly initialised encoder (a linear probe:
+    which pooled vector carries the answer *before* the encoder is trained?).
+    Used in: Q17 (bert/q17_cls_token).
+    """
+    check_int("seed", seed, 0)
+    check_int("max_len", max_len, 4)
+    config = BertConfig(
+        vocab_size=6 + n_words, hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=4, intermediate_size=2 * hidden_size,
+        max_position_embeddings=max_len + 1, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SequenceClassifier(config, 2, pooling)
+
+    def batch_fn(step: int, gen: torch.Generator) -> ClassificationBatch:
+        return sequence_classification(
+            batch_size, min_len=4, max_len=max_len, n_words=n_words, rule=rule, generator=gen
+        )
+
+    optimizer = None
+    if freeze_encoder:
+        model.bert.requires_grad_(False)
+        optimizer = torch.optim.AdamW(model.classifier.parameters(), lr=lr, weight_decay=0.0)
+    config_ = TrainConfig(steps=steps, lr=lr, seed=seed, log_every=10, device=device)
+    history = train(model, batch_fn, _loss, config_, optimizer=optimizer)
+    held_out = sequence_classification(
+        1024, min_len=4, max_len=max_len, n_words=n_words, rule=rule, generator=10_000 + seed
+    )
+    return PoolingRun(model, history, accuracy(model, held_out))
+
+
+def accuracy(model: SequenceClassifier, batch: ClassificationBatch) -> float:
+    """Fraction of ``batch`` that ``model`` classifies correctly (eval mode, no gradients)."""
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(batch.input_ids.to(dev), batch.attention_mask.to(dev))
+    model.train(was_training)
+    return (logits.argmax(-1).cpu() == batch.labels).float().mean().item()
+
+
+def cls_attention(model: SequenceClassifier, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """Attention weights of the ``[CLS]`` query in the last layer, averaged over heads.
+
+    ``input_ids, attention_mask: (B, L)`` (True = real token) -> ``(B, L)``, each row
+    summing to 1 over the real tokens (padding gets 0).
+    Used in: Q17 (bert/q17_cls_token).
+    """
+    bert = model.bert
+    dev = next(model.parameters()).device
+    input_ids, attention_mask = input_ids.to(dev), attention_mask.to(dev).bool()
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x = bert.embeddings(input_ids, torch.zeros_like(input_ids))
+        mask = key_mask(attention_mask)  # (B, L) -> (B, 1, 1, L)
+        for layer in bert.layers:
+            x, weights = layer(x, mask, need_weights=True)  # weights (B, h, L, L)
+    model.train(was_training)
+    return weights[:, :, 0, :].mean(dim=1).cpu()  # the [CLS] query, mean over heads
+
+
+def cls_attention_by_token(
+    model: SequenceClassifier, batch: ClassificationBatch
+) -> dict[str, float]:
+    """Mean last-layer ``[CLS]`` attention weight per token, by kind of token.
+
+    Kinds of :func:`qkv.data.sequence_classification`: ``"[CLS]"`` itself, the
+    two label-carrying words ``"A or B"``, and the ``"distractor"`` words (padding
+    gets no weight and is left out). Uniform attention gives every kind the same value.
+    Used in: Q17 (bert/q17_cls_token).
+    """
+    weights = cls_attention(model, batch.input_ids, batch.attention_mask)  # (B, L)
+    ids = batch.input_ids
+    kinds = {
+        "[CLS]": ids == CLS_ID,
+        "A or B": (ids == N_SPECIAL) | (ids == N_SPECIAL + 1),
+        "distractor": ids >= N_SPECIAL + 2,
+    }
+    return {name: (weights[where].sum() / where.sum()).item() for name, where in kinds.items()}

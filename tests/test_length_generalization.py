@@ -1,0 +1,43 @@
+"""qkv.length_generalization: the offset-copy task and the experiment's bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qkv.length_generalization import length_generalization, offset_copy
+
+
+def test_offset_copy_targets_are_the_shifted_inputs() -> None:
+    batch = offset_copy(3, 8, offset=2, vocab_size=5, generator=torch.Generator().manual_seed(0))
+    assert batch.inputs.shape == batch.targets.shape == (3, 8)
+    assert (batch.targets[:, :2] == -100).all()
+    for b in range(3):
+        for i in range(2, 8):
+            assert batch.targets[b, i] == batch.inputs[b, i - 2]
+    assert batch.inputs.min() >= 0 and batch.inputs.max() < 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"offset": 8}, "offset must be < length"), ({"offset": 0}, "offset must be >= 1")],
+)
+def test_offset_copy_errors(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        offset_copy(2, 8, generator=torch.Generator(), **kwargs)
+
+
+def test_the_learned_table_stops_at_the_training_length() -> None:
+    result = length_generalization(
+        0, schemes=("learned", "rope"), train_len=6, eval_lens=(6, 9), steps=2, device="cpu"
+    )
+    assert len(result.accuracy["learned"]) == 1 and len(result.accuracy["rope"]) == 2
+    assert "learned position table (6 rows)" in result.errors["learned"]
+    assert all(0.0 <= a <= 1.0 for a in result.accuracy["rope"])
+
+
+def test_experiment_errors() -> None:
+    with pytest.raises(ValueError, match="schemes must be among"):
+        length_generalization(0, schemes=("absolute",), steps=1)
+    with pytest.raises(ValueError, match="must start with train_len"):
+        length_generalization(0, eval_lens=(32, 64), steps=1)

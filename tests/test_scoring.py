@@ -1,0 +1,47 @@
+"""Tests for qkv.scoring: every score against a brute-force loop over (query, key) pairs."""
+
+import math
+
+import pytest
+import torch
+
+from qkv.scoring import compare_scores, mean_max_weight
+
+
+def test_scores_match_a_loop_over_pairs():
+    out = compare_scores(3, n=5, m=7, d=6, d_hidden=4)
+    x = out["inputs"]
+    q, k, w_q, w_k, w, W = (x[name] for name in ("q", "k", "w_q", "w_k", "w", "W"))
+    for i in range(5):
+        for j in range(7):
+            expected = {
+                "additive": w @ torch.tanh(w_q @ q[i] + w_k @ k[j]),
+                "dot": q[i] @ k[j],
+                "general": q[i] @ W @ k[j],
+                "scaled dot": q[i] @ k[j] / math.sqrt(6),
+            }
+            for name, value in expected.items():
+                assert torch.allclose(out["scores"][name][i, j], value, atol=1e-5), name
+
+
+def test_weights_are_the_softmax_of_the_scores():
+    out = compare_scores(0, n=4, m=3, d=8, d_hidden=5)
+    for name, s in out["scores"].items():
+        assert torch.allclose(out["weights"][name], s.softmax(-1), atol=1e-6), name
+
+
+def test_seeded_and_leaves_global_state_alone():
+    before = torch.get_rng_state()
+    a, b = compare_scores(7), compare_scores(7)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(a["scores"]["dot"], b["scores"]["dot"])
+    assert not torch.equal(a["scores"]["dot"], compare_scores(8)["scores"]["dot"])
+
+
+def test_mean_max_weight_bounds_and_errors():
+    for name in ("additive", "dot", "general", "scaled dot"):
+        assert 1 / 9 <= mean_max_weight(1, name) <= 1
+    with pytest.raises(ValueError, match="score must be one of"):
+        mean_max_weight(0, "cosine")
+    with pytest.raises(ValueError, match="d_hidden >= 1"):
+        compare_scores(0, d=0)
