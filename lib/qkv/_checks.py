@@ -128,13 +128,17 @@ def check_qkv(q: Tensor, k: Tensor, v: Tensor, *, same_d_k: bool = True) -> tupl
 
 
 def check_scale(scale: object, d_k: int) -> float:
-    """Return the score scale: ``1 / sqrt(d_k)`` by default, else a positive finite number."""
+    """Return the score scale: ``1 / sqrt(d_k)`` by default, else a finite number >= 0.
+
+    0 is allowed (uniform weights, the limit Q12 plots); a negative scale reverses the
+    ranking of the keys, almost surely a bug.
+    """
     if scale is None:
         return d_k**-0.5
     if isinstance(scale, bool) or not isinstance(scale, Real):
         raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}")
-    if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a positive finite number, got {scale}")
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a finite number >= 0, got {scale}")
     return float(scale)
 
 

@@ -19,13 +19,13 @@ The input rules (every function here, and :class:`MultiHeadAttention`):
   the opposite of :class:`torch.nn.MultiheadAttention`'s ``key_padding_mask``, where
   ``True`` = ignore), combined with ``mask`` by AND. The same as
   ``mask=qkv.masks.key_mask(pad)`` for 4-D inputs.
-- ``scale`` is a positive finite number. NaN or inf in q, k, v, or NaN or ``+inf`` in
-  a float mask, raises ``ValueError``, on every path and device. Scanning q, k and v
-  first would cost ~10% of a call at n = 128 on CPU, so the check looks at the result
-  (one sum over the output, a few percent; a host sync on CUDA) and only when that is
-  not finite searches the inputs for the cause. A NaN that reaches no output (in a
-  query whose keys are all masked; in a masked key, on some kernels) therefore
-  passes; an overflow in the scores is reported too.
+- ``scale`` is a finite number >= 0 (0 gives uniform weights). NaN or inf in q, k, v,
+  or NaN or ``+inf`` in a float mask, raises ``ValueError``, on every path and device.
+  Scanning q, k and v first would cost ~10% of a call at n = 128 on CPU, so the check
+  looks at the result (one sum over the output, a few percent; a host sync on CUDA)
+  and only when that is not finite searches the inputs for the cause. A NaN that
+  reaches no output (in a query whose keys are all masked; in a masked key, on some
+  kernels) therefore passes; an overflow in the scores is reported too.
 
 Where each function is taught (chapter numbers; files under chapters/):
 
@@ -78,7 +78,7 @@ def scaled_dot_product_attention(
         v: values ``(..., m, d_v)``, the same leading dims as ``q``.
         mask: bool, ``True`` = may attend, or float, added to the scores; 2-D ``(n, m)``
             or of the scores' rank ``(..., n, m)`` (see the module docstring).
-        scale: multiplies ``q k^T``, positive; defaults to ``1 / sqrt(d_k)`` (Q12).
+        scale: multiplies ``q k^T``, finite and >= 0; defaults to ``1 / sqrt(d_k)`` (Q12).
         dropout_p: dropout on the weights, applied whenever ``dropout_p > 0``, as in
             torch's function: callers pass 0 at evaluation (``MultiHeadAttention`` does).
         return_weights: also return the weights, computed by the readable reference

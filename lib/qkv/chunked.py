@@ -42,7 +42,7 @@ def chunked_attention(
         v: values ``(..., m, d_v)``.
         mask: as in :func:`qkv.attention.scaled_dot_product_attention`: bool
             (``True`` = may attend) or float (added), 2-D ``(n, m)`` or of the scores' rank.
-        scale: multiplies ``q k^T``, positive; defaults to ``1 / sqrt(d_k)``.
+        scale: multiplies ``q k^T``, finite and >= 0; defaults to ``1 / sqrt(d_k)``.
         chunk_size: keys per chunk (``B_c``), a positive int.
         query_chunk_size: queries per block (``B_r``), a positive int.
         key_padding_mask: bool ``(B, m)``, ``True`` = real token; ANDed with ``mask``.
