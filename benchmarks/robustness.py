@@ -185,6 +185,15 @@ CLAIMS: list[Claim] = [
         0.05,
         seeds=_FIVE,
     ),
+    Claim(
+        "q24-smoothing-nll-overfit",
+        "q24_original_training_recipe",
+        "16 training sequences: held-out NLL without smoothing minus with eps = 0.1 (nats)",
+        lambda seed: _smoothing(seed, 0.0, 16)["nll"] - _smoothing(seed, 0.1, 16)["nll"],
+        ">",
+        0.3,
+        seeds=_FIVE,
+    ),
 ]
 
 CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
@@ -853,6 +862,13 @@ def _q17_attention_ratio(frozen: bool) -> Callable[[int], float]:
     return measure
 
 
+def _q17_probe(pooling: str, field: str) -> Callable[[int], float]:
+    from qkv.pooling import probe_pooled
+
+    return lambda seed: getattr(probe_pooled(_q17_run("cls", True, seed).model, seed=seed)[pooling],
+                                field)  # fmt: skip
+
+
 CLAIMS += [
     Claim("q17-finetuned-cls", Q17, "fine-tuned, 60 steps: accuracy with [CLS] + pooler",
           _q17_accuracy("cls", False), ">", 0.95, Q17_SEEDS),
@@ -866,6 +882,15 @@ CLAIMS += [
           _q17_attention_ratio(False), ">", 1.3, Q17_SEEDS),
     Claim("q17-attention-untrained", Q17, "untrained: |weight ratio A/B ÷ distractor − 1|",
           _q17_attention_ratio(True), "<", 0.2, Q17_SEEDS),
+    Claim("q17-frozen-cls-fitted", Q17,
+          "frozen random encoder: probe fitted on standardised [CLS] features, accuracy",
+          _q17_probe("cls", "accuracy"), ">", 0.95, Q17_SEEDS),
+    Claim("q17-frozen-cls-varying", Q17,
+          "frozen random encoder: share of the [CLS] vector that varies between sequences",
+          _q17_probe("cls", "varying_share"), "<", 1e-3, Q17_SEEDS),
+    Claim("q17-frozen-mean-varying", Q17,
+          "frozen random encoder: share of the mean-pooled vector that varies",
+          _q17_probe("mean", "varying_share"), ">", 0.05, Q17_SEEDS),
 ]  # fmt: skip
 
 

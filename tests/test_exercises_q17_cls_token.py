@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from qkv.exercises import check_mean_pooling
 
@@ -27,6 +28,15 @@ def test_wrong_poolings_fail(wrong, expected) -> None:
     verdict = check_mean_pooling(wrong)
     assert verdict.status == "failed", verdict
     assert expected in verdict.detail, verdict.detail
+
+
+def test_assuming_right_padding_fails() -> None:
+    def first_n(hidden, attention_mask):  # averages the first mask.sum() positions
+        n = attention_mask.sum(1).tolist()
+        return torch.stack([hidden[b, :k].sum(0) / max(k, 1) for b, k in enumerate(n)])
+
+    verdict = check_mean_pooling(first_n)
+    assert verdict.status == "failed" and "left padding" in verdict.detail, verdict
 
 
 def test_reference_passes_and_stub_is_not_attempted() -> None:

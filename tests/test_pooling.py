@@ -80,3 +80,36 @@ def test_bad_arguments_are_rejected():
         SequenceClassifier(CONFIG, pooling="max")
     with pytest.raises(ValueError, match="n_classes"):
         SequenceClassifier(CONFIG, n_classes=1)
+
+
+def test_probe_pooled_statistics_match_a_brute_force_recount():
+    from qkv.pooling import probe_pooled
+
+    torch.manual_seed(3)
+    model = SequenceClassifier(CONFIG).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    probes = probe_pooled(model, seed=2, n_train=256, n_test=40, n_words=23)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # untouched
+    test = sequence_classification(40, min_len=4, max_len=12, n_words=23, generator=40_002)
+    with torch.no_grad():
+        hidden, cls = model.bert(test.input_ids, attention_mask=test.attention_mask.long())
+    for name, x in (("cls", cls), ("mean", masked_mean(hidden, test.attention_mask))):
+        x = x.double()
+        cosines = [torch.nn.functional.cosine_similarity(x[i], x[j], dim=0).item()
+                   for i in range(40) for j in range(40) if i != j]  # fmt: skip
+        centred = sum((row - x.mean(0)).square().sum().item() for row in x)
+        assert probes[name].cosine == pytest.approx(sum(cosines) / len(cosines), abs=1e-9)
+        assert probes[name].varying_share == pytest.approx(
+            centred / x.square().sum().item(), rel=1e-9
+        )
+        assert 0.0 <= probes[name].accuracy <= 1.0
+
+
+def test_probe_reads_a_label_that_a_short_probe_misses():
+    """The untrained [CLS] vector barely varies, yet a fitted probe reads the label from it."""
+    from qkv.pooling import probe_pooled
+
+    run = train_pooling("cls", seed=0, steps=100, lr=3e-2, freeze_encoder=True)
+    probes = probe_pooled(run.model, seed=0)
+    assert run.accuracy < 0.6 < 0.95 < probes["cls"].accuracy
+    assert probes["cls"].varying_share < 1e-3 < probes["mean"].varying_share

@@ -233,9 +233,10 @@ def rnn_reach(seed: int, *, length: int = 24, width: int = 16) -> dict[str, torc
     matrix ``W_hh`` replaced by a random orthogonal one (all singular values 1).
 
     Returns:
-        ``{"default": (L,), "orthogonal": (L,), "spectral_radius": largest
-        |eigenvalue| of the default W_hh}``; ``ratio = influence[0] /
-        influence[-1]`` is how much of position 0 survives ``L - 1`` steps.
+        ``{"default": (L,), "orthogonal": (L,), "spectral_radius": ...}``, the
+        last being the largest eigenvalue modulus of the default ``W_hh``;
+        ``influence[0] / influence[-1]`` is how much of position 0 survives
+        ``L - 1`` steps.
     Used in: Q5.
     """
     if length < 2 or width < 1:

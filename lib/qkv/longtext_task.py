@@ -1,7 +1,7 @@
 """Q20's experiment: a short-window classifier applied to long documents.
 
 A tiny BERT classifier is trained on windows of ``window`` tokens that each hold
-one evidence token (:func:`qkv.data.long_documents`). It is then applied to
+one evidence token (:func:`qkv.tasks.long_documents`). It is then applied to
 documents several times longer, with the evidence at the start, in the middle
 or at the end, through the remedies of :mod:`qkv.longtext`: head truncation,
 tail truncation, head+tail truncation, and sliding windows whose logits are
@@ -29,7 +29,7 @@ __all__ = [
 
 N_CLASSES, N_NOISE = 2, 50
 VOCAB_SIZE = N_SPECIAL + N_CLASSES + N_NOISE
-#: The remedies compared: truncation strategies and sliding windows with pooling.
+#: The remedies compared, truncations then sliding windows with pooling.
 STRATEGIES = ("head", "tail", "head+tail", "windows (mean)", "windows (max)")
 
 
@@ -61,7 +61,7 @@ def train_window_classifier(
 ) -> WindowClassifier:
     """Train a :class:`WindowClassifier` on windows with or without the evidence.
 
-    Batches of 64 windows of ``window`` tokens from :func:`qkv.data.long_documents`
+    Batches of 64 windows of ``window`` tokens from :func:`qkv.tasks.long_documents`
     (``position="random"``); in half of them the evidence token is replaced by
     noise and the target is 50/50, so that a window without evidence abstains.
     AdamW at lr 3e-3, ``steps`` steps, seeded by ``seed``.

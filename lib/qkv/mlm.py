@@ -8,7 +8,7 @@ The model must predict the original token at every chosen position. Because
 make the model keep a useful representation of *every* input token.
 
 The second half trains a tiny masked LM (:class:`MaskedLM`: :class:`qkv.bert.Bert`
-plus BERT's prediction head) on :class:`qkv.data.MarkovLanguage` with
+plus BERT's prediction head) on :class:`qkv.markov.MarkovLanguage` with
 :func:`train_masked_lm`, as a function of the masking rate and the seed, and scores
 it against the Bayes-optimal prediction of an isolated masked word. It can also hide
 the chosen tokens with an *attention* mask instead of in the input, to show that
@@ -198,7 +198,7 @@ def isolated_mask_batch(
     """Held-out sentences with one hidden word each: ``words (size, L)``, ``position (size,)``.
 
     The position is uniform over ``1 .. L - 2``, so both neighbours are known and
-    :meth:`qkv.data.MarkovLanguage.masked_posterior` gives the best possible prediction.
+    :meth:`qkv.markov.MarkovLanguage.masked_posterior` gives the best possible prediction.
     Used in: Q16.
     """
     check_int("size", size, 1)

@@ -39,7 +39,7 @@ class EncoderDecoder(nn.Module):
     """The Transformer of Vaswani et al. 2017: embeddings, positions, two stacks, output layer.
 
     Token embeddings are scaled by ``sqrt(d_model)`` and added to
-    :func:`sinusoidal_positions` (§3.4, §3.5), then dropout (§5.4). Embeddings
+    :func:`qkv.positions.sinusoidal_positions` (§3.4, §3.5), then dropout (§5.4). Embeddings
     are initialised with standard deviation ``d_model ** -0.5`` so the scaled
     embedding has unit scale. With ``tie_output`` the output projection shares
     the target embedding's weight (§3.4; Press & Wolf 2017). Pre-LN stacks end
@@ -48,7 +48,7 @@ class EncoderDecoder(nn.Module):
     Args:
         src_vocab_size, tgt_vocab_size: ``V`` of source and target.
         d_model, n_heads, d_ff, n_layers: widths; ``n_layers`` in each stack.
-        dropout, norm_first, activation: as in :class:`TransformerEncoderLayer`.
+        dropout, norm_first, activation: as in :class:`qkv.layers.TransformerEncoderLayer`.
         max_len: longest source or target sequence.
         tie_output: share the output projection with the target embedding.
     Used in: Q14.

@@ -6,9 +6,11 @@ next-sentence and classification heads read (Devlin et al. 2019, §3). The
 alternative is to average the real tokens' final states
 (:func:`qkv.masks.masked_mean`). :class:`SequenceClassifier` puts a linear layer on
 either; :func:`train_pooling` trains it from scratch on
-:func:`qkv.data.sequence_classification` as a function of the seed, so that
+:func:`qkv.tasks.sequence_classification` as a function of the seed, so that
 ``benchmarks/robustness.py`` can rerun the chapter's comparison, and
-:func:`cls_attention` reads where ``[CLS]`` looks in the last layer.
+:func:`cls_attention` reads where ``[CLS]`` looks in the last layer, and
+:func:`probe_pooled` asks how much of each pooled vector varies between sequences
+and whether a linear classifier fitted to convergence can read the label from it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = [
     "accuracy",
     "cls_attention",
     "cls_attention_by_token",
+    "Probe",
+    "probe_pooled",
 ]
 
 #: The two ways to turn ``(B, L, H)`` token states into ``(B, H)``.
@@ -98,7 +102,7 @@ def train_pooling(
     """Train a tiny :class:`SequenceClassifier` with ``pooling`` on a synthetic task.
 
     Batches of ``batch_size`` fresh sequences from
-    :func:`qkv.data.sequence_classification` (``rule``, lengths 4 to ``max_len``
+    :func:`qkv.tasks.sequence_classification` (``rule``, lengths 4 to ``max_len``
     words after ``[CLS]``, padded); the same budget (``steps`` AdamW updates at
     ``lr``) for both poolings; the initialisation and the batches come from
     ``seed``. Accuracy is measured on 1024 held-out sequences drawn with seed
@@ -173,7 +177,7 @@ def cls_attention_by_token(
 ) -> dict[str, float]:
     """Mean last-layer ``[CLS]`` attention weight per token, by kind of token.
 
-    Kinds of :func:`qkv.data.sequence_classification`: ``"[CLS]"`` itself, the
+    Kinds of :func:`qkv.tasks.sequence_classification`: ``"[CLS]"`` itself, the
     two label-carrying words ``"A or B"``, and the ``"distractor"`` words (padding
     gets no weight and is left out). Uniform attention gives every kind the same value.
     Used in: Q17 (bert/q17_cls_token).
@@ -186,3 +190,81 @@ def cls_attention_by_token(
         "distractor": ids >= N_SPECIAL + 2,
     }
     return {name: (weights[where].sum() / where.sum()).item() for name, where in kinds.items()}
+
+
+class Probe(NamedTuple):
+    """What one pooled vector holds: see :func:`probe_pooled`."""
+
+    accuracy: float  # held-out accuracy of a linear probe fitted on standardised features
+    varying_share: float  # share of the vectors' squared norm that varies between sequences
+    cosine: float  # mean cosine similarity between the vectors of two different sequences
+
+
+def _fit_linear_probe(x: Tensor, y: Tensor, seed: int) -> nn.Linear:
+    """A linear classifier fitted to convergence on ``x (N, H)``, labels ``y (N,)`` (L-BFGS)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        probe = nn.Linear(x.shape[1], int(y.max()) + 1).to(x.dtype)
+    lbfgs = torch.optim.LBFGS(probe.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        lbfgs.zero_grad()
+        loss = F.cross_entropy(probe(x), y) + 1e-4 * probe.weight.square().sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    return probe.requires_grad_(False)
+
+
+def probe_pooled(
+    model: SequenceClassifier,
+    *,
+    rule: str = "majority",
+    seed: int = 0,
+    n_train: int = 2048,
+    n_test: int = 1024,
+    max_len: int = 12,
+    n_words: int = 8,
+) -> dict[str, Probe]:
+    """Probe the ``[CLS]`` + pooler vector and the mean-pooled vector of ``model``'s encoder.
+
+    For each pooling (``"cls"``, ``"mean"``), the ``(N, H)`` pooled vectors of
+    ``n_train`` and ``n_test`` fresh sequences (drawn with seeds ``30_000 + seed``
+    and ``40_000 + seed``) are standardised with the training mean and standard
+    deviation of each feature, and a linear classifier is fitted on them to
+    convergence (full-batch L-BFGS): its held-out accuracy says whether the label is
+    *linearly present* in the vector, whatever its scale. ``varying_share`` is
+    ``E|x - mean(x)|^2 / E|x|^2`` over the test vectors (0: every sequence gets the
+    same vector) and ``cosine`` the mean cosine similarity between the vectors of
+    two different test sequences. The model is not modified.
+    Used in: Q17 (bert/q17_cls_token).
+    """
+    dev = next(model.parameters()).device
+
+    def pooled(n: int, generator: int) -> tuple[dict[str, Tensor], Tensor]:
+        batch = sequence_classification(n, min_len=4, max_len=max_len, n_words=n_words,
+                                        rule=rule, generator=generator)  # fmt: skip
+        ids, real = batch.input_ids.to(dev), batch.attention_mask.to(dev).bool()
+        with torch.no_grad():
+            hidden, cls = model.bert(ids, attention_mask=real.long())  # (N, L, H), (N, H)
+        features = {"cls": cls, "mean": masked_mean(hidden, real)}
+        return {k: v.double().cpu() for k, v in features.items()}, batch.labels
+
+    was_training = model.training
+    model.eval()
+    train_x, train_y = pooled(n_train, 30_000 + seed)
+    test_x, test_y = pooled(n_test, 40_000 + seed)
+    model.train(was_training)
+    result = {}
+    for name in POOLINGS:
+        x, xt = train_x[name], test_x[name]
+        mu, sd = x.mean(0), x.std(0).clamp(min=1e-12)
+        x, z = (x - mu) / sd, (xt - mu) / sd
+        acc = (_fit_linear_probe(x, train_y, seed)(z).argmax(-1) == test_y).double().mean().item()
+        share = ((xt - xt.mean(0)).square().sum(-1).mean() / xt.square().sum(-1).mean()).item()
+        unit = F.normalize(xt, dim=-1)
+        cos = unit @ unit.T  # (N, N)
+        off_diagonal = (cos.sum() - cos.diagonal().sum()) / (len(cos) * (len(cos) - 1))
+        result[name] = Probe(acc, share, off_diagonal.item())
+    return result

@@ -35,9 +35,10 @@ def compare_scores(
     with ``seed``; the global random state is not touched.
 
     Returns:
-        ``{"inputs": {"q": (n, d), "k": (m, d), "w_q", "w_k", "w", "W"},
-        "scores": {"additive", "dot", "general", "scaled dot": (n, m)},
-        "weights": {same keys: (n, m), softmax over the keys}}``.
+        a dict of three dicts: ``"inputs"`` (``q: (n, d)``, ``k: (m, d)``,
+        ``w_q``, ``w_k``, ``w``, ``W``), ``"scores"`` (``additive``, ``dot``,
+        ``general``, ``scaled dot``, each ``(n, m)``) and ``"weights"`` (the same
+        keys, each ``(n, m)``, softmax over the keys).
     Used in: Q7.
     """
     if min(n, m, d, d_hidden) < 1:

@@ -1,12 +1,12 @@
 """Why Post-LN Transformers need warm-up and Pre-LN ones do not: a small test bed.
 
 - :class:`TransformerStack`: embeddings, ``n_layers`` of
-  :class:`qkv.models.TransformerEncoderLayer` (Post-LN or Pre-LN, ``norm_first``),
+  :class:`qkv.layers.TransformerEncoderLayer` (Post-LN or Pre-LN, ``norm_first``),
   a final LayerNorm for Pre-LN, and the output layer; causal by default, so it
   is a language model. Xavier-initialised like the original Transformer.
 - :func:`layer_gradient_norms` and :func:`gradient_norms_at_init`: the gradient
   norm of each layer's parameters at initialisation (Xiong et al. 2020, Fig. 3).
-- :func:`train_markov_lm`: train the stack on :class:`qkv.data.MarkovLanguage`
+- :func:`train_markov_lm`: train the stack on :class:`qkv.markov.MarkovLanguage`
   with the Transformer's Adam (beta2 = 0.98, eps = 1e-9; Vaswani et al. 2017
   §5.3), a linear warm-up of ``warmup_steps`` then a constant rate; optionally
   with label smoothing and a small fixed training set (Q24).
@@ -45,7 +45,7 @@ class TransformerStack(nn.Module):
     """A stack of Post-LN or Pre-LN Transformer layers with embeddings and an output layer.
 
     ``x_0 = embed(ids) + pos``; then ``n_layers`` of
-    :class:`~qkv.models.TransformerEncoderLayer` (ReLU FFN, as in Vaswani et
+    :class:`~qkv.layers.TransformerEncoderLayer` (ReLU FFN, as in Vaswani et
     al. 2017), Post-LN ``x = LN(x + F(x))`` or Pre-LN ``x = x + F(LN(x))``;
     Pre-LN adds a final LayerNorm (the residual stream is never normalised
     otherwise); then a linear layer to ``V`` logits. With ``causal`` every

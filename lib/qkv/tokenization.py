@@ -3,14 +3,14 @@
 - :class:`CharTokenizer`: one token per character (Chinese BERT's choice).
 - :class:`WordTokenizer`: English words by a regular expression, Chinese words
   by the jieba segmenter; unseen words become ``[UNK]``.
-- :class:`BPETokenizer` (defined in :mod:`qkv.bpe`): byte-pair encoding (Sennrich
+- :class:`qkv.bpe.BPETokenizer`: byte-pair encoding (Sennrich
   et al. 2016, Alg. 1) on characters; an unseen word falls back to smaller pieces,
   down to characters.
 
 All share the vocabulary layout of :mod:`qkv.vocab` (special tokens first:
 ``[PAD]`` = 0, ``[UNK]`` = 1, ``[CLS]`` = 2, ``[SEP]`` = 3, ``[MASK]`` = 4);
-:data:`SPECIAL_TOKENS`, :class:`Tokenizer`, :class:`BPETokenizer` and
-:func:`pretokenize` are importable from here too.
+:data:`qkv.vocab.SPECIAL_TOKENS`, :class:`qkv.vocab.Tokenizer`, :class:`qkv.bpe.BPETokenizer` and
+:func:`qkv.bpe.pretokenize` are importable from here too.
 
 :func:`word_spans` and :func:`word_ids` map a Chinese sentence's characters to
 jieba words, the grouping that whole-word masking needs (Cui et al. 2019).
