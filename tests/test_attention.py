@@ -4,6 +4,7 @@ Tolerances: float32 against torch ``atol=1e-5, rtol=1e-4`` (different summation
 orders); float64 comparisons of two of our own paths ``atol=1e-12``.
 """
 
+import itertools
 import math
 
 import pytest
@@ -24,18 +25,18 @@ from qkv.masks import causal_mask, combine, key_mask, padding_mask, to_additive
 F32 = {"atol": 1e-5, "rtol": 1e-4}
 F64 = {"atol": 1e-12, "rtol": 1e-10}
 
-# (batch dims of q, k, v), n, m, d_k, d_v: odd sizes, so a swapped axis fails loudly
+# batch dims of q, k, v, n, m, d_k, d_v: odd sizes, so a swapped axis fails loudly
 SHAPES = [
-    (((3, 4), (3, 4), (3, 4)), 7, 11, 9, 5),
-    (((2,), (2,), (2,)), 1, 13, 4, 6),
-    (((), (), ()), 5, 5, 8, 8),
-    (((3, 4), (1, 4), (4,)), 6, 3, 7, 2),  # K/V shared across the batch: broadcasting
+    ((3, 4), 7, 11, 9, 5),
+    ((2,), 1, 13, 4, 6),
+    ((), 5, 5, 8, 8),
+    ((2, 3), 6, 3, 7, 2),  # m < n
 ]
 
 
 def make_qkv(batch, n, m, d_k, d_v, *, seed=0, dtype=torch.float32, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
-    shapes = ((*batch[0], n, d_k), (*batch[1], m, d_k), (*batch[2], m, d_v))
+    shapes = ((*batch, n, d_k), (*batch, m, d_k), (*batch, m, d_v))
     return [torch.randn(s, generator=gen, dtype=dtype).to(device) for s in shapes]
 
 
@@ -68,7 +69,7 @@ def reference(q, k, v, mask=None, **kw):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_sdpa_matches_torch_both_paths(device, shape, seed):
     q, k, v = make_qkv(*shape, seed=seed, device=device)
-    batch = torch.broadcast_shapes(*shape[0])
+    batch = shape[0]
     for name, mask in masks_for(batch, shape[1], shape[2], seed, device).items():
         expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         fast = scaled_dot_product_attention(q, k, v, mask)
@@ -96,7 +97,7 @@ def test_custom_scale(device, scale):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_equals_fast_path_in_float64(device, shape):
     q, k, v = make_qkv(*shape, seed=4, dtype=torch.float64, device=device)
-    batch = torch.broadcast_shapes(*shape[0])
+    batch = shape[0]
     for mask in masks_for(batch, shape[1], shape[2], 4, device).values():
         fast = scaled_dot_product_attention(q, k, v, mask)
         ref, weights = reference(q, k, v, mask)
@@ -105,7 +106,7 @@ def test_reference_equals_fast_path_in_float64(device, shape):
 
 
 def test_softmax_is_over_the_key_axis():
-    q, k, v = make_qkv(((2,), (2,), (2,)), 4, 9, 5, 3, seed=5)
+    q, k, v = make_qkv((2,), 4, 9, 5, 3, seed=5)
     _, weights = reference(q, k, v)
     assert weights.shape == (2, 4, 9)  # (B, n, m)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4))
@@ -144,7 +145,7 @@ def fully_masked_cases(n, m, dtype, device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_fully_masked_rows_are_zero_without_nan(device, dtype):
     n, m = 6, 4
-    q, k, v = make_qkv(((3, 2), (3, 2), (3, 2)), n, m, 8, 5, seed=7, dtype=dtype, device=device)
+    q, k, v = make_qkv((3, 2), n, m, 8, 5, seed=7, dtype=dtype, device=device)
     blocked, masks = fully_masked_cases(n, m, dtype, device)
     w_q, w_k, w = (torch.randn(s, dtype=dtype, device=device) for s in ((7, 8), (7, 8), (7,)))
     paths = {
@@ -167,7 +168,7 @@ def test_fully_masked_rows_are_zero_without_nan(device, dtype):
 
 
 def test_fully_masked_rows_agree_with_torch_elsewhere(device):
-    q, k, v = make_qkv(((2,), (2,), (2,)), 6, 4, 8, 5, seed=8, device=device)
+    q, k, v = make_qkv((2,), 6, 4, 8, 5, seed=8, device=device)
     blocked, masks = fully_masked_cases(6, 4, torch.float32, device)
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=masks["bool"])[:, ~blocked]
     for mask in masks.values():
@@ -183,7 +184,7 @@ def test_fast_path_does_not_rely_on_the_kernel_for_empty_rows(monkeypatch):
         return (q @ k.transpose(-2, -1) * scale + minus_inf).softmax(-1) @ v  # empty row: NaN
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", naive_kernel)
-    q, k, v = make_qkv(((2,), (2,), (2,)), 6, 4, 8, 5, seed=8)
+    q, k, v = make_qkv((2,), 6, 4, 8, 5, seed=8)
     blocked, masks = fully_masked_cases(6, 4, torch.float32, "cpu")
     q.requires_grad_()
     out = scaled_dot_product_attention(q, k, v, masks["bool"])
@@ -203,7 +204,7 @@ def test_float_mask_is_cast_to_the_input_dtype(device, dtype):
 
 
 def test_gradcheck_float64():
-    q, k, v = make_qkv(((2,), (2,), (2,)), 4, 5, 3, 2, seed=9, dtype=torch.float64)
+    q, k, v = make_qkv((2,), 4, 5, 3, 2, seed=9, dtype=torch.float64)
     mask = random_mask((4, 5), seed=9)
     mask[1] = False  # a fully masked row must have a finite, zero gradient too
     inputs = [t.requires_grad_() for t in (q, k, v)]
@@ -219,7 +220,7 @@ def test_gradcheck_float64():
 def test_chunked_equals_full(device, chunk_size):
     for shape in SHAPES:
         q, k, v = make_qkv(*shape, seed=10, dtype=torch.float64, device=device)
-        batch = torch.broadcast_shapes(*shape[0])
+        batch = shape[0]
         for name, mask in masks_for(batch, shape[1], shape[2], 10, device).items():
             torch.testing.assert_close(
                 chunked_attention(q, k, v, mask, chunk_size=chunk_size),
@@ -231,7 +232,7 @@ def test_chunked_equals_full(device, chunk_size):
 
 @pytest.mark.parametrize(("n", "m"), [(0, 5), (4, 0)])
 def test_no_queries_or_no_keys_match_torch(n, m):
-    q, k, v = make_qkv(((2,), (2,), (2,)), n, m, 3, 2, seed=22)
+    q, k, v = make_qkv((2,), n, m, 3, 2, seed=22)
     expected = F.scaled_dot_product_attention(q, k, v)  # shape (2, n, 2); zeros when m = 0
     for out in (
         scaled_dot_product_attention(q, k, v),
@@ -243,7 +244,7 @@ def test_no_queries_or_no_keys_match_torch(n, m):
 
 def test_chunked_is_stable_for_large_scores():
     # scores around +-1e3: exp would overflow float32 without the running max
-    q, k, v = make_qkv(((2,), (2,), (2,)), 9, 21, 16, 4, seed=11)
+    q, k, v = make_qkv((2,), 9, 21, 16, 4, seed=11)
     out = chunked_attention(q * 40, k * 5, v, chunk_size=4)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q * 40, k * 5, v), **F32)
@@ -393,7 +394,7 @@ def test_mha_dropout_only_in_training():
 
 
 def _good(**overrides):
-    q, k, v = make_qkv(((2,), (2,), (2,)), 4, 5, 3, 2, seed=0)
+    q, k, v = make_qkv((2,), 4, 5, 3, 2, seed=0)
     return {"q": q, "k": k, "v": v} | overrides
 
 
@@ -403,24 +404,33 @@ def _good(**overrides):
         ({"q": torch.randn(3)}, ValueError, r"q must have at least 2 dims .*got \(3,\)"),
         ({"k": torch.randn(2, 5, 4)}, ValueError, "same d_k, got 3 and 4"),
         ({"v": torch.randn(2, 6, 2)}, ValueError, "same m, got 5 and 6"),
-        ({"v": torch.randn(3, 5, 2)}, ValueError, "leading dims of q, k, v must broadcast"),
+        ({"v": torch.randn(3, 5, 2)}, ValueError, "same rank and the same leading"),
+        ({"k": torch.randn(5, 3)}, ValueError, r"same rank .*got \[\(2, 4, 3\), \(5, 3\)"),
+        ({"q": torch.randn(2, 4, 0), "k": torch.randn(2, 5, 0)}, ValueError, "d_k >= 1"),
         ({"q": torch.ones(2, 4, 3, dtype=torch.long)}, TypeError, "floating-point Tensor, got"),
         ({"q": [[1.0]]}, TypeError, "q must be a floating-point Tensor, got list"),
         ({"k": torch.randn(2, 5, 3).double()}, TypeError, "share a dtype"),
         ({"mask": torch.ones(4, 5, dtype=torch.int64)}, TypeError, "bool .* or floating"),
-        ({"mask": torch.ones(4, 6, dtype=torch.bool)}, ValueError, r"\(4, 6\) cannot broadcast"),
-        ({"mask": torch.ones(3, 4, 5, dtype=torch.bool)}, ValueError, r"= \(2, 4, 5\)"),
-        ({"mask": torch.ones(1, 2, 4, 5, dtype=torch.bool)}, ValueError, r"\(1, 2, 4, 5\) cannot"),
+        ({"mask": torch.ones(4, 6, dtype=torch.bool)}, ValueError, r"exactly \(n, m\) = \(4, 5\)"),
+        ({"mask": torch.ones(3, 4, 5, dtype=torch.bool)}, ValueError, r"\(2, 4, 5\), got \(3, 4"),
+        ({"mask": torch.ones(1, 2, 4, 5, dtype=torch.bool)}, ValueError, "the scores' rank 3"),
+        ({"mask": torch.ones(5, dtype=torch.bool)}, ValueError, r"rank 3 .*got \(5,\)"),
+        ({"mask": torch.tensor(True)}, ValueError, r"rank 3 .*got \(\); for a \(B, m\)"),
+        ({"key_padding_mask": torch.ones(2, 6, dtype=torch.bool)}, ValueError, r"= \(2, 5\)"),
+        ({"key_padding_mask": torch.ones(2, 5)}, TypeError, "key_padding_mask must be bool"),
+        ({"scale": float("nan")}, ValueError, "scale must be a finite number >= 0, got nan"),
+        ({"scale": -0.5}, ValueError, "scale must be a finite number >= 0, got -0.5"),
+        ({"scale": -1}, ValueError, "scale must be a finite number >= 0, got -1"),
+        ({"scale": float("inf")}, ValueError, "finite number >= 0, got inf"),
+        ({"scale": True}, TypeError, "scale must be a real number or None, got bool"),
     ],
 )
 def test_attention_functions_reject_bad_input(overrides, error, match):
     args = _good(**overrides)
-    mask = args.pop("mask", None)
-    for fn in (scaled_dot_product_attention, chunked_attention):
+    q, k, v, mask = args.pop("q"), args.pop("k"), args.pop("v"), args.pop("mask", None)
+    for fn in (scaled_dot_product_attention, chunked_attention, reference):
         with pytest.raises(error, match=match):
-            fn(args["q"], args["k"], args["v"], mask)
-    with pytest.raises(error, match=match):
-        reference(args["q"], args["k"], args["v"], mask)
+            fn(q, k, v, mask, **args)
 
 
 def test_other_bad_arguments():
@@ -435,7 +445,7 @@ def test_other_bad_arguments():
         additive_attention(q, k, v, torch.randn(7, 3), torch.randn(7, 4), torch.randn(7))
     with pytest.raises(ValueError, match=r"w must have shape \(7,\), got \(1, 7\)"):
         additive_attention(q, k, v, torch.randn(7, 3), torch.randn(7, 3), torch.randn(1, 7))
-    with pytest.raises(ValueError, match="d_hidden must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="d_hidden must be >= 1, got 0"):
         AdditiveAttention(3, 3, 0)
 
 
@@ -464,10 +474,12 @@ def test_mha_rejects_bad_input():
         mha(x, x[:2])
     with pytest.raises(ValueError, match="key, value share m"):
         mha(x, x, x[:, :5])
-    with pytest.raises(ValueError, match=r"mask must be \(n, m\) or \(B, h, n, m\), got shape"):
+    with pytest.raises(ValueError, match=r"scores' rank 4 .*got \(3, 7, 7\)"):
         mha(x, mask=torch.ones(3, 7, 7, dtype=torch.bool))
-    with pytest.raises(ValueError, match="cannot broadcast to the scores"):
+    with pytest.raises(ValueError, match=r"\(3, 4, 7, 7\), got \(2, 1, 1, 7\)"):
         mha(x, mask=torch.ones(2, 1, 1, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"key_padding_mask must be \(B, m\) = \(3, 7\)"):
+        mha(x, key_padding_mask=torch.ones(7, 3, dtype=torch.bool))
 
 
 def test_attention_entropy_of_one_hot_uniform_and_masked_rows():
@@ -480,3 +492,213 @@ def test_attention_entropy_of_one_hot_uniform_and_masked_rows():
     torch.testing.assert_close(attention_entropy(p), reference)
     with pytest.raises(TypeError, match=r"floating-point tensor \(\.\.\., n, m\), got torch.int64"):
         attention_entropy(torch.ones(2, 3, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- the input rules (issue 10)
+
+
+def _paths():
+    """Every public way to compute softmax attention, as ``fn(q, k, v, mask, **kw) -> out``."""
+    return {
+        "fast": scaled_dot_product_attention,
+        "reference": lambda *a, **kw: reference(*a, **kw)[0],
+        "chunked": lambda *a, **kw: chunked_attention(*a, chunk_size=2, query_chunk_size=3, **kw),
+    }
+
+
+def test_padding_mask_passed_as_mask_is_refused_not_misread(device):
+    # A (B, m) mask with B == n used to broadcast as a pair mask (n, m): max error 2.1.
+    q, k, v = make_qkv((4,), 4, 4, 8, 8, seed=30, device=device)
+    pad = padding_mask(torch.tensor([4, 3, 2, 1], device=device))
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=pad[:, None, :])
+    causal = causal_mask(4, device=device)
+    for name, path in _paths().items():
+        with pytest.raises(ValueError, match=r"ambiguous when the batch size B = 4 equals n"):
+            path(q, k, v, pad)
+        with pytest.raises(ValueError, match=r"a padding mask as key_padding_mask=pad"):
+            path(q, k, v, causal)  # a pair mask looks the same: say it with the scores' rank
+        torch.testing.assert_close(path(q, k, v, key_padding_mask=pad), expected, **F32, msg=name)
+        torch.testing.assert_close(path(q, k, v, pad[:, None, :]), expected, **F32, msg=name)
+        torch.testing.assert_close(
+            path(q, k, v, causal[None]), F.scaled_dot_product_attention(q, k, v, attn_mask=causal)
+        )
+        with pytest.raises(ValueError, match=r"exactly \(n, m\) = \(3, 4\), got \(4, 4\); for a"):
+            path(q[:, :3], k, v, pad)  # B != n: a 2-D mask must be exactly (n, m)
+
+
+def test_three_dim_mask_with_four_dim_inputs_is_refused():
+    # A (B, 1, m) mask against (B, h, n, m) scores with B == h used to read B as h.
+    q, k, v = make_qkv((2, 2), 3, 5, 4, 4, seed=31)
+    pad = padding_mask(torch.tensor([5, 2]))
+    for path in _paths().values():
+        with pytest.raises(ValueError, match=r"scores' rank 4 .*got \(2, 1, 5\).*key_mask\(pad\)"):
+            path(q, k, v, pad[:, None, :])
+        torch.testing.assert_close(
+            path(q, k, v, key_padding_mask=pad), path(q, k, v, key_mask(pad)), **F64
+        )
+
+
+def test_key_padding_mask_combines_with_bool_and_float_masks(device):
+    q, k, v = make_qkv((3, 2), 5, 6, 4, 3, seed=32, device=device)
+    pad = padding_mask(torch.tensor([6, 4, 1], device=device))
+    pair = random_mask((5, 6), seed=32, device=device)
+    additive = torch.randn(5, 6, generator=torch.Generator().manual_seed(32)).to(device)
+    both_bool = pair & pad[:, None, None, :]
+    both_float = additive.masked_fill(~pad[:, None, None, :], float("-inf"))
+    for mask, combined in ((pair, both_bool), (additive, both_float)):
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=combined)
+        for name, path in _paths().items():
+            out = path(q, k, v, mask, key_padding_mask=pad)
+            torch.testing.assert_close(out, expected, **F32, msg=f"{name}, {mask.dtype}")
+
+
+def test_mha_key_padding_mask_matches_torch_and_refuses_a_raw_padding_mask():
+    theirs = torch_mha(seed=33)
+    ours = MultiHeadAttention.from_torch(theirs)
+    x = torch.randn(4, 4, 36)  # B == L: a (B, L) mask used to be read as (L, L)
+    pad = padding_mask(torch.tensor([4, 3, 2, 1]))
+    expected, _ = theirs(x, x, x, key_padding_mask=~pad)  # torch: True = ignore
+    torch.testing.assert_close(ours(x, key_padding_mask=pad)[0], expected, **F32)
+    torch.testing.assert_close(ours(x, mask=key_mask(pad))[0], expected, **F32)
+    with pytest.raises(ValueError, match=r"ambiguous when the batch size B = 4 equals n"):
+        ours(x, mask=pad)
+    with pytest.raises(ValueError, match=r"2-D mask must be exactly \(n, m\) = \(4, 4\), got \(3"):
+        ours(x[:3], mask=pad[:3])
+
+
+def test_q_k_v_of_different_ranks_or_batch_dims_are_refused():
+    q, k, v = make_qkv((3, 4), 5, 7, 8, 8, seed=34)
+    for path in _paths().values():
+        with pytest.raises(ValueError, match=r"same rank .*\(3, 4, 5, 8\), \(4, 7, 8\)"):
+            path(q, k[0], v[0])  # (h, m, d) used to broadcast over B
+        with pytest.raises(ValueError, match="same leading .*expand them"):
+            path(q, k[:1], v[:1])  # size 1 used to broadcast silently
+        torch.testing.assert_close(  # the explicit spelling: expand, a view
+            path(q, k[:1].expand(3, -1, -1, -1), v[:1].expand(3, -1, -1, -1)),
+            F.scaled_dot_product_attention(q, k[:1], v[:1]),
+            **F32,
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_large_logits_in_every_dtype(device, dtype):
+    # |q|, |k| ~ 100 per entry, d_k = 64: q k^T overflows float16 unless q is scaled first.
+    q, k, v = make_qkv((2, 3), 5, 7, 64, 4, seed=35, device=device)
+    q, k, v = (100 * q).to(dtype), (100 * k).to(dtype), v.to(dtype)
+    expected = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    for name, path in _paths().items():
+        out = path(q, k, v)
+        assert out.dtype == dtype, name
+        torch.testing.assert_close(out.double(), expected, atol=1e-3, rtol=0, msg=name)
+
+
+def test_chunked_bfloat16_error_is_that_of_the_fused_kernel():
+    # Accumulating in bfloat16 made chunked attention's error 4x torch's at m = 4096.
+    gen = torch.Generator().manual_seed(36)
+    q, k, v = (torch.randn(1, 2, s, 64, generator=gen) for s in (64, 4096, 4096))
+    exact = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    fused = (F.scaled_dot_product_attention(q, k, v).double() - exact).abs()
+    for chunk_size in (64, 1024):
+        ours = (chunked_attention(q, k, v, chunk_size=chunk_size).double() - exact).abs()
+        assert ours.max() <= 2 * fused.max() and ours.mean() <= 2 * fused.mean(), chunk_size
+
+
+def test_nan_and_inf_raise_on_every_path(device):
+    q, k, v = make_qkv((2,), 4, 5, 3, 2, seed=37, device=device)
+    w_q, w_k, w = (torch.randn(s, device=device) for s in ((7, 3), (7, 3), (7,)))
+    paths = _paths() | {
+        "additive": lambda q, k, v, m=None: additive_attention(q, k, v, w_q, w_k, w, m)[0]
+    }
+    for (name, bad), (path_name, path) in itertools.product(
+        (("q", float("nan")), ("k", float("inf")), ("v", float("nan")), ("q", float("-inf"))),
+        paths.items(),
+    ):
+        if path_name == "additive" and not math.isnan(bad):  # tanh(inf) = 1 is finite
+            continue
+        inputs = {"q": q, "k": k, "v": v}
+        inputs[name] = inputs[name].clone()
+        inputs[name][1, 2, 0] = bad
+        with pytest.raises(ValueError, match=f"{name} contains NaN or inf"):
+            path(inputs["q"], inputs["k"], inputs["v"])
+    for bad in (float("nan"), float("inf")):
+        mask = torch.zeros(4, 5, device=device)
+        mask[2, 3] = bad
+        for path in paths.values():
+            with pytest.raises(
+                ValueError, match=r"mask contains NaN or \+inf \(-inf means masked\)"
+            ):
+                path(q, k, v, mask)
+    mha = MultiHeadAttention(6, 2).to(device)
+    with pytest.raises(ValueError, match="q contains NaN or inf"):
+        mha(torch.full((2, 3, 6), float("nan"), device=device))
+
+
+def test_overflow_in_the_scores_is_reported():
+    q = torch.full((2, 3, 64), 300.0, dtype=torch.float16)  # q.k / 8 = 720000 > 65504
+    with pytest.raises(ValueError, match="although every input is finite: the scores overflow"):
+        reference(q, q, q)
+
+
+@pytest.mark.parametrize(("n", "m"), [(0, 5), (4, 0), (0, 0)])
+def test_no_queries_or_no_keys_give_zeros_of_the_right_shape(device, n, m):
+    q, k, v = make_qkv((2, 3), n, m, 4, 6, seed=38, device=device)
+    masks = {
+        "none": None,
+        "size-1 axes": torch.ones(1, 1, n, m, dtype=torch.bool, device=device),
+        "pair": torch.ones(n, m, dtype=torch.bool, device=device),
+        "float, per batch": torch.zeros(2, 1, 1, m, device=device),
+    }
+    for (name, path), (kind, mask) in ((p, mk) for p in _paths().items() for mk in masks.items()):
+        out = path(q, k, v, mask)
+        assert out.shape == (2, 3, n, 6) and out.eq(0).all(), f"{name} path, {kind} mask"
+    _, weights = reference(q, k, v, masks["size-1 axes"])
+    assert weights.shape == (2, 3, n, m)
+    pad = torch.ones(2, m, dtype=torch.bool, device=device)
+    assert chunked_attention(q[0], k[0], v[0], key_padding_mask=pad[:1].expand(3, m)).shape[1] == n
+
+
+def test_mask_with_larger_batch_dims_than_the_scores_is_refused():
+    q, k, v = make_qkv((1,), 3, 5, 4, 4, seed=39)
+    for path in _paths().values():
+        with pytest.raises(ValueError, match=r"scores' size \(1, 3, 5\), got \(2, 3, 5\)"):
+            path(q, k, v, torch.ones(2, 3, 5, dtype=torch.bool))
+
+
+def test_chunked_attention_never_allocates_more_than_one_block():
+    # Tiling only the keys, or blocks of (chunk_size, chunk_size), held far more than this.
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class LargestAllocation(TorchDispatchMode):
+        nbytes = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            seen = {t.untyped_storage().data_ptr() for t in tensors}  # views and in-place ops
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
+                    self.nbytes = max(self.nbytes, t.untyped_storage().nbytes())
+            return out
+
+    q, k, v = make_qkv((2, 3), 512, 512, 8, 8, seed=40)
+    for mask in (None, causal_mask(512), to_additive(causal_mask(512))[None, None]):
+        with LargestAllocation() as largest:
+            out = chunked_attention(q, k, v, mask, chunk_size=128, query_chunk_size=16)
+        block = 2 * 3 * 16 * 128 * 4  # (B, h, query_chunk_size, chunk_size) float32
+        assert largest.nbytes <= max(block, out.untyped_storage().nbytes())
+        torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, mask), **F32)
+
+
+@pytest.mark.parametrize("query_chunk_size", [1, 2, 5, 256])
+def test_chunked_query_blocks_equal_full(query_chunk_size):
+    q, k, v = make_qkv((2, 3), 7, 11, 5, 4, seed=41, dtype=torch.float64)
+    for mask in masks_for((2, 3), 7, 11, 41, "cpu").values():
+        torch.testing.assert_close(
+            chunked_attention(q, k, v, mask, chunk_size=4, query_chunk_size=query_chunk_size),
+            reference(q, k, v, mask)[0],
+            **F64,
+        )
+    with pytest.raises(ValueError, match="query_chunk_size must be a positive int, got 0"):
+        chunked_attention(q, k, v, query_chunk_size=0)

@@ -183,9 +183,9 @@ def test_alibi_bias_is_minus_slope_times_distance(device) -> None:
 
 def test_alibi_in_causal_attention_matches_a_written_out_softmax(device) -> None:
     q, k, v = (randn(3, 4, 7, 5, seed=s, device=device) for s in (9, 10, 11))
-    mask = alibi_bias(4, 7, device=device).double() + to_additive(
+    mask = alibi_bias(4, 7, device=device).double()[None] + to_additive(
         causal_mask(7, device=device), torch.float64
-    )
+    )  # (1, h, L, L): the scores' rank
     got = scaled_dot_product_attention(q, k, v, mask)
     scores = q @ k.transpose(-2, -1) / math.sqrt(5)
     slopes = alibi_slopes(4).double().to(device)[:, None, None]

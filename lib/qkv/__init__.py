@@ -21,6 +21,11 @@ Mask convention: a boolean mask is ``True`` where a query **may attend** to a
 key, the convention of :func:`torch.nn.functional.scaled_dot_product_attention`.
 :func:`qkv.masks.to_torch_key_padding_mask` converts to the opposite
 convention of :class:`torch.nn.MultiheadAttention` (``True`` = ignore).
+A mask's rank fixes its meaning: 2-D is a pair mask ``(n, m)`` shared by every
+sequence and head; any other mask has the scores' rank (``(B, 1, 1, m)`` from
+:func:`qkv.masks.key_mask`), size-1 axes broadcasting. A ``(B, m)`` padding mask
+goes in as ``key_padding_mask=pad`` (``True`` = real token), never as ``mask``;
+see :mod:`qkv.attention` for the full rule.
 """
 
 from __future__ import annotations
@@ -42,12 +47,13 @@ __all__ = ["device", "seed_everything", "__version__"]
 # Every public module file must be listed (tests/test_package.py checks it).
 _SUBMODULES = frozenset(
     {
-        "attention", "bert", "bpe", "complexity", "data", "din", "exercises", "explanation",
-        "gpt", "heads", "inductive_bias", "kernel_regression", "kvcache", "label_smoothing",
-        "layers", "length_generalization", "longtext", "longtext_task", "markov", "masks",
-        "mixing", "mlm", "models", "norms", "plot", "pooling", "positions", "quiz", "saturation",
-        "scoring", "sentence_pairs", "seq2seq", "shared_projections", "stability", "tasks",
-        "tiny_transformer", "tokenization", "train", "tying", "vocab", "warmup", "wordpiece",
+        "additive", "attention", "bert", "bpe", "chunked", "complexity", "data", "din",
+        "exercises", "explanation", "gpt", "heads", "inductive_bias", "kernel_regression",
+        "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
+        "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
+        "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
+        "shared_projections", "stability", "tasks", "tiny_transformer", "tokenization",
+        "train", "tying", "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip
 

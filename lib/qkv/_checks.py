@@ -16,6 +16,7 @@ import math
 from numbers import Integral, Real
 
 import torch
+from torch import Tensor
 
 __all__ = [
     "check_int",
@@ -23,6 +24,10 @@ __all__ = [
     "check_probability",
     "check_ids",
     "check_dim",
+    "check_qkv",
+    "check_scale",
+    "check_attention_mask",
+    "check_finite_result",
 ]
 
 
@@ -80,3 +85,136 @@ def check_dim(name: str, dim: object, ndim: int) -> int:
     if not -ndim <= dim < ndim:
         raise ValueError(f"{name}={dim} is out of range for a tensor with {ndim} dims")
     return dim % ndim
+
+
+# ---------------------------------------------------------------- attention inputs
+# Shared by qkv.attention and qkv.chunked. The mask rule (the book's, see qkv.attention):
+# a mask is 2-D (n, m) or has the scores' rank (..., n, m); never anything in between.
+
+_PADDING_HINT = (
+    "for a (B, m) padding mask pass key_padding_mask=pad (True = real token), or "
+    "qkv.masks.key_mask(pad) -> (B, 1, 1, m) with 4-D inputs, pad[:, None, :] with 3-D"
+)
+
+
+def check_qkv(q: Tensor, k: Tensor, v: Tensor, *, same_d_k: bool = True) -> tuple[int, ...]:
+    """Validate q (..., n, d_k), k (..., m, d_k), v (..., m, d_v); return the batch dims ``...``.
+
+    One dtype and one rank, and the same batch dims: torch would broadcast a size-1 or a
+    missing axis, which silently mixes the batch and head axes. ``k.expand(...)`` shares
+    keys explicitly (a view, no copy); ``MultiHeadAttention(n_kv_heads=...)`` groups heads.
+    """
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"{name} must be a floating-point Tensor, got {got}")
+        if x.dim() < 2:
+            raise ValueError(f"{name} must have at least 2 dims (..., L, d), got {tuple(x.shape)}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if same_d_k and q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have the same d_k, got {q.shape[-1]} and {k.shape[-1]}")
+    if q.shape[-1] == 0 or k.shape[-1] == 0:
+        raise ValueError(f"q and k need d_k >= 1, got shapes {tuple(q.shape)}, {tuple(k.shape)}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same m, got {k.shape[-2]} and {v.shape[-2]}")
+    if not q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        shapes = [tuple(x.shape) for x in (q, k, v)]
+        raise ValueError(
+            f"q, k, v must have the same rank and the same leading (batch, head) dims, got "
+            f"{shapes}; to share keys and values, expand them (k.expand(...), a view)"
+        )
+    return tuple(q.shape[:-2])
+
+
+def check_scale(scale: object, d_k: int) -> float:
+    """Return the score scale: ``1 / sqrt(d_k)`` by default, else a finite number >= 0.
+
+    0 is allowed (uniform weights, the limit Q12 plots); a negative scale reverses the
+    ranking of the keys, almost surely a bug.
+    """
+    if scale is None:
+        return d_k**-0.5
+    if isinstance(scale, bool) or not isinstance(scale, Real):
+        raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}")
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a finite number >= 0, got {scale}")
+    return float(scale)
+
+
+def check_attention_mask(
+    mask: object, key_padding_mask: object, q_shape: torch.Size, m: int, dtype: torch.dtype
+) -> Tensor | None:
+    """Validate ``mask`` and ``key_padding_mask`` against the scores ``(..., n, m)``.
+
+    Returns one mask (bool, or float cast to ``dtype``) that is 2-D ``(n, m)`` or of the
+    scores' rank, combining the two by AND; ``None`` when both are ``None``.
+    """
+    rank, n = len(q_shape), q_shape[-2]
+    scores = (*q_shape[:-2], n, m)
+    if mask is not None:
+        if not isinstance(mask, Tensor) or not (
+            mask.dtype == torch.bool or mask.dtype.is_floating_point
+        ):
+            got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+            raise TypeError(f"mask must be bool (True = may attend) or floating (added), got {got}")
+        shape = tuple(mask.shape)
+        if mask.dim() == 2 and rank > 2:  # a pair mask, shared by every batch element and head
+            if shape != (n, m):
+                raise ValueError(
+                    f"a 2-D mask must be exactly (n, m) = {(n, m)}, got {shape}; {_PADDING_HINT}"
+                )
+            if q_shape[0] == n > 1:  # a (B, m) padding mask would look the same
+                raise ValueError(
+                    f"a 2-D mask {shape} is ambiguous when the batch size B = {n} equals n: a pair "
+                    f"mask (n, m) or a padding mask (B, m)? Pass a pair mask with the scores' rank "
+                    f"{rank} (e.g. mask[None, None] for 4-D inputs, mask[None] for 3-D), a padding "
+                    f"mask as key_padding_mask=pad"
+                )
+        elif mask.dim() != rank or any(s not in (1, f) for s, f in zip(shape, scores, strict=True)):
+            raise ValueError(
+                f"mask must be 2-D (n, m) = {(n, m)} or have the scores' rank {rank} with each "
+                f"axis of size 1 or of the scores' size {scores}, got {shape}; {_PADDING_HINT}"
+            )
+        if mask.dtype != torch.bool:
+            mask = mask.to(dtype)
+    if key_padding_mask is None:
+        return mask
+    pad = key_padding_mask
+    if not isinstance(pad, Tensor) or pad.dtype != torch.bool:
+        got = pad.dtype if isinstance(pad, Tensor) else type(pad).__name__
+        raise TypeError(f"key_padding_mask must be bool (B, m), True = real token, got {got}")
+    if rank < 3 or tuple(pad.shape) != (q_shape[0], m):
+        expected = (q_shape[0], m) if rank > 2 else "a batch axis in q, k, v"
+        raise ValueError(f"key_padding_mask must be (B, m) = {expected}, got {tuple(pad.shape)}")
+    pad = pad.view(pad.shape[0], *(1,) * (rank - 2), m)  # (B, m) -> (B, 1, ..., 1, m)
+    if mask is None:
+        return pad
+    if mask.dtype == torch.bool:
+        return mask & pad
+    return torch.where(pad, mask, torch.finfo(dtype).min)  # a float mask: masked = finfo.min
+
+
+def check_finite_result(out: Tensor, **inputs: Tensor | None) -> None:
+    """Raise ``ValueError`` if ``out`` holds NaN or inf, naming the input that caused it.
+
+    The inputs are not scanned first: one reduction over the (smaller) output is enough
+    to know that no NaN reached it, since a NaN or inf makes the sum non-finite. Only
+    then are q, k, v and the mask searched. ``.item()`` is one host sync on CUDA.
+    """
+    if out.numel() == 0:
+        return
+    total = out.sum() if out.element_size() >= 4 else out.sum(dtype=torch.float32)
+    if math.isfinite(total.item()) or torch.isfinite(out).all():  # the second: a sum overflow
+        return
+    for name, x in inputs.items():
+        if x is None or not x.is_floating_point():
+            continue
+        bad = x.isnan() | (x == float("inf")) if name == "mask" else ~x.isfinite()
+        if bad.any():
+            what = "NaN or +inf (-inf means masked)" if name == "mask" else "NaN or inf"
+            raise ValueError(f"{name} contains {what}: attention needs finite inputs")
+    raise ValueError(
+        f"the result has NaN or inf although every input is finite: the scores overflow "
+        f"{out.dtype}; use smaller inputs or compute in float32"
+    )

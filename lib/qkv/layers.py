@@ -91,8 +91,9 @@ class TransformerEncoderLayer(nn.Module):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Encode ``x: (B, L, d_model)``; ``mask`` (``True`` = may attend) is ``(L, L)`` or
-        ``(B, 1, 1, L)`` from :func:`qkv.masks.key_mask`.
+        """Encode ``x: (B, L, d_model)``; ``mask`` (``True`` = may attend) is ``(L, L)`` (refused
+        as ambiguous when ``B == L``: pass ``mask[None, None]``) or ``(B, 1, 1, L)`` from
+        :func:`qkv.masks.key_mask`.
 
         Returns ``(B, L, d_model)``, and the attention weights ``(B, h, L, L)`` when
         ``need_weights``.

@@ -2,8 +2,11 @@
 
 Convention (the whole book): a boolean mask is ``True`` where a query **may
 attend** to a key, as in :func:`torch.nn.functional.scaled_dot_product_attention`.
-A mask broadcasts against the scores ``(B, h, n, m)``: a padding mask becomes
-``(B, 1, 1, m)`` (:func:`key_mask`), a causal mask is ``(n, m)``.
+A mask's rank fixes its meaning (the rule of :mod:`qkv.attention`): 2-D is a pair
+mask ``(n, m)`` shared by every sequence and head (:func:`causal_mask`); anything
+else has the scores' rank, e.g. ``(B, 1, 1, m)`` for ``(B, h, n, m)`` scores
+(:func:`key_mask`), with size-1 axes broadcasting. A ``(B, m)`` padding mask is
+never passed as ``mask``: use :func:`key_mask`, or attention's ``key_padding_mask=``.
 
 PyTorch has two opposite conventions, a classic trap (Q8)::
 
@@ -222,3 +225,37 @@ def _check_bool(mask: torch.Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a bool torch.Tensor, got {type(mask).__name__}")
     if mask.dtype != torch.bool:
         raise TypeError(f"{name} must have dtype torch.bool (True = may attend), got {mask.dtype}")
+
+
+# ---------------------------------------------------------------- applying a mask to scores
+# Private helpers of qkv.attention and qkv.additive (a mask here is already validated).
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over the key axis (-1) of ``scores (..., n, m)``; masked keys get weight 0."""
+    if mask is None:
+        return scores.softmax(dim=-1)
+    empty = _empty_rows(mask)
+    mask = _let_empty_rows_attend(mask, empty)
+    if mask.dtype == torch.bool:  # finfo.min, not -1e9: -1e9 overflows float16
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    else:
+        scores = scores + mask
+    # Masking before the softmax renormalises over the allowed keys only.
+    return scores.softmax(dim=-1).masked_fill(empty, 0.0)
+
+
+def _empty_rows(mask: torch.Tensor) -> torch.Tensor:
+    """``(..., n, 1)`` bool: True for the query rows in which no key is allowed."""
+    if mask.dtype == torch.bool:
+        return ~mask.any(dim=-1, keepdim=True)
+    return (mask <= torch.finfo(mask.dtype).min).all(dim=-1, keepdim=True)
+
+
+def _let_empty_rows_attend(mask: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+    # An empty row is softmax over all -inf = 0/0 = NaN (in a plain softmax and in older
+    # torch kernels), in the output and its gradient. Letting it attend everywhere is a
+    # harmless computation instead, whose result the caller then zeroes.
+    if mask.dtype == torch.bool:
+        return mask | empty
+    return mask.masked_fill(empty, 0.0)

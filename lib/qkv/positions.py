@@ -174,7 +174,8 @@ def alibi_bias(n_heads: int, L: int, *, device: torch.device | str | None = None
         device: where to build it.
 
     Returns:
-        ``(h, L, L)`` float32 bias, 0 on the diagonal, broadcastable to ``(B, h, L, L)``.
+        ``(h, L, L)`` float32 bias, 0 on the diagonal; ``bias[None]`` is ``(1, h, L, L)``,
+        the mask for ``(B, h, L, L)`` scores (a mask has the scores' rank, or is 2-D).
 
     Used in: Q7 (attention/q07_attention_variants).
     """

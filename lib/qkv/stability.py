@@ -101,7 +101,7 @@ class TransformerStack(nn.Module):
             raise ValueError(f"sequence length {L} > max_len {self.max_len}")
         positions = torch.arange(L, device=ids.device)
         x = self.dropout(self.embed(ids) + self.pos(positions))  # (B, L, d_model)
-        mask = causal_mask(L, device=ids.device) if self.causal else None  # (L, L)
+        mask = causal_mask(L, device=ids.device)[None, None] if self.causal else None  # (1,1,L,L)
         for layer in self.layers:
             x = layer(x, mask)
         return self.output(self.final_norm(x))  # (B, L, V)

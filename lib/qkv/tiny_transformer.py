@@ -115,7 +115,7 @@ class TinyTransformer(nn.Module):
         self.head = nn.Linear(d_model, n_outputs)
 
     def _mask(self, L: int, device: torch.device) -> Tensor | None:
-        """The bool or additive mask for ``L`` tokens: ``(L, L)`` or ``(1, h, L, L)``."""
+        """The bool or additive mask for ``L`` tokens: ``(1, 1, L, L)`` or ``(1, h, L, L)``."""
         allowed = None
         if self.causal:
             allowed = causal_mask(L, device=device)
@@ -123,8 +123,8 @@ class TinyTransformer(nn.Module):
             i = torch.arange(L, device=device)
             band = (i[:, None] - i[None, :]).abs() <= self.window  # (L, L)
             allowed = band if allowed is None else allowed & band
-        if self.position != "alibi":
-            return allowed
+        if self.position != "alibi":  # the scores' rank: a 2-D mask is ambiguous if B == L
+            return None if allowed is None else allowed[None, None]
         # ALiBi: -slope_h * |i - j| on the scores (Press et al. 2022 §3)
         i = torch.arange(L, device=device)
         distance = (i[:, None] - i[None, :]).abs()  # (L, L)

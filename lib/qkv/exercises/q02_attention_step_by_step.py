@@ -47,6 +47,7 @@ def _attention_case(seed: int, name: str, q_shape, k_shape, v_shape, mask_shape)
         mask = None if mask_shape is None else _random_mask(mask_shape, g)
         got = fn(q, k, v, mask)  # run_checks fails it if it changes q, k, v or mask
         where = f"q {q_shape}, k {k_shape}, v {v_shape}, mask {mask_shape}"
+        k, v = (x.expand(*q.shape[:-2], *x.shape[-2:]) for x in (k, v))  # qkv needs equal dims
         assert_close(got, scaled_dot_product_attention(q, k, v, mask), where, atol=1e-8)
 
     return Case(name, run)

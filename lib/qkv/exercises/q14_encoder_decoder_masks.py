@@ -27,7 +27,7 @@ def _mask_case(seed: int, lengths: list[int], n: int) -> Case:
             if length == 0:
                 continue
             xb = x[b, :, :length]  # (h, length, d_k): the target alone, unpadded
-            alone = scaled_dot_product_attention(xb, xb, xb, mask=causal_mask(length))
+            alone = scaled_dot_product_attention(xb, xb, xb, mask=causal_mask(length)[None])
             assert_close(out[b, :, :length], alone, f"real tokens of target {b} (length {length})")
 
     return Case(f"lengths={lengths}, n={n}", run)
