@@ -40,7 +40,7 @@ def additive_attention(
     Returns:
         ``(out, weights)``: ``(..., n, d_v)`` and ``(..., n, m)``; rows with no allowed key are 0.
 
-    Used in: Q1, Q2, Q3, Q7.
+    Used in: Q1, Q2.
     """
     check_qkv(q, k, v, same_d_k=False)
     d_hidden = w_q.shape[0] if w_q.dim() == 2 else -1
@@ -69,7 +69,7 @@ class AdditiveAttention(nn.Module):
         d_k: key width.
         d_hidden: width of the tanh layer.
 
-    Used in: Q1, Q3, Q6, Q7.
+    Used in: Q6.
     """
 
     def __init__(self, d_q: int, d_k: int, d_hidden: int) -> None:

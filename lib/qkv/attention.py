@@ -94,7 +94,7 @@ def scaled_dot_product_attention(
     Raises:
         ValueError: a mask or shapes outside the rules above, a bad ``scale``, or NaN/inf.
 
-    Used in: Q1, Q2, Q4, Q5, Q7, Q8, Q9, Q12.
+    Used in: Q1, Q2, Q4, Q5, Q7, Q8, Q20, Q25.
     """
     check_qkv(q, k, v)
     mask = check_attention_mask(mask, key_padding_mask, q.shape, k.shape[-2], q.dtype)
@@ -139,7 +139,7 @@ def attention_entropy(weights: Tensor) -> Tensor:
     Returns:
         ``(..., n)``.
 
-    Used in: Q7, Q9, Q12.
+    Used in: Q7, Q9.
     """
     if not isinstance(weights, Tensor) or not weights.is_floating_point() or weights.dim() < 1:
         got = f"{weights.dtype} tensor" if isinstance(weights, Tensor) else type(weights).__name__
@@ -161,7 +161,7 @@ class MultiHeadAttention(nn.Module):
         bias: whether the projections W_q, W_k, W_v, W_o have biases.
         dropout: dropout probability on the attention weights, in training mode only.
 
-    Used in: Q1, Q2, Q4, Q5, Q6, Q7, Q8, Q9, Q10, Q14.
+    Used in: Q1, Q2, Q4, Q5, Q6, Q7, Q8, Q9, Q10, Q18.
     """
 
     def __init__(

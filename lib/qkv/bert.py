@@ -40,7 +40,7 @@ class BertConfig:
 
     ``hidden_size`` is ``d_model``, ``num_attention_heads`` is ``h``,
     ``intermediate_size`` is ``d_ff``, ``vocab_size`` is ``V``.
-    Used in: Q15, Q18, Q20, Q26.
+    Used in: Q15, Q16, Q17, Q18, Q20, Q25, Q26.
     """
 
     vocab_size: int = 30522
@@ -149,7 +149,7 @@ class Bert(nn.Module):
 
     Weights are initialised as in BERT: normal with standard deviation
     ``initializer_range``, zero biases, LayerNorm 1 and 0.
-    Used in: Q15, Q18, Q20.
+    Used in: Q15, Q17, Q18, Q20, Q25.
     """
 
     def __init__(self, config: BertConfig) -> None:

@@ -32,6 +32,7 @@ def pretokenize(text: str) -> list[str]:
 
     ``"".join(pretokenize(text)) == text`` for every text. Pattern:
     :data:`PRETOKENIZE_PATTERN`.
+    Used in: Q13.
     """
     return _PRETOKENIZE.findall(text)
 
@@ -63,6 +64,7 @@ class BPETokenizer(Tokenizer):
     Args:
         vocab: special tokens, then the characters, then one token per merge.
         merges: the learned merges ``(left, right)``, in order.
+    Used in: Q13.
     """
 
     def __init__(self, vocab: Sequence[str], merges: Sequence[tuple[str, str]]):

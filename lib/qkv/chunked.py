@@ -54,7 +54,7 @@ def chunked_attention(
         ValueError: for NaN or inf in the inputs that reach the result (see
             :mod:`qkv.attention`), and for shapes outside the mask rule.
 
-    Used in: Q1, Q2, Q7, Q20.
+    Used in: Q7.
     """
     for name, size in (("chunk_size", chunk_size), ("query_chunk_size", query_chunk_size)):
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:

@@ -47,7 +47,7 @@ def load_corpus(lang: str, split: str = "train") -> list[str]:
     Args:
         lang: ``"en"`` or ``"zh"``.
         split: ``"train"`` or ``"test"``.
-    Used in: Q26.
+    Used in: Q13, Q26.
     """
     if lang not in ("en", "zh"):
         raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")

@@ -38,7 +38,7 @@ __all__ = [
 
 class Catalogue(NamedTuple):
     """``centres (C, d)``: one centre per category, all of norm ``sqrt(d)``; ``noise``:
-    the standard deviation of an item around its centre. Used in: Q4."""
+    the standard deviation of an item around its centre."""
 
     centres: Tensor
     noise: float = 0.3
@@ -120,7 +120,7 @@ def user_batch(
     """Users with 4 to ``max_len`` behaviours, ``k`` of them (0 to 6) in the candidate's
     category at random real positions; the user clicks exactly when ``k >= 3``. The
     history length varies, so the *share* of matching behaviours does not tell ``k``.
-    Used in: Q4."""
+    """
     n_categories = catalogue.centres.shape[0]
     lengths = torch.randint(4, max_len + 1, (size,), generator=generator)
     target = torch.randint(0, n_categories, (size,), generator=generator)

@@ -47,7 +47,6 @@ def same_output_weights(alpha: Tensor, values: Tensor, *, blend: float = 0.05) -
         values: ``(m, d_v)`` with ``m > d_v + 1``.
     Returns:
         ``(m,)`` weights.
-    Used in: Q1.
     """
     if alpha.dim() != 1 or values.dim() != 2 or values.shape[0] != alpha.shape[0]:
         raise ValueError(

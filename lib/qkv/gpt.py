@@ -40,7 +40,7 @@ class GPTConfig:
     """GPT-2's sizes, with Hugging Face's field names and defaults (GPT-2 small, 124M).
 
     ``n_inner`` (the MLP width ``d_ff``) defaults to ``4 * n_embd``.
-    Used in: Q23 (transformer/q23_kv_cache).
+    Used in: Q11, Q23.
     """
 
     vocab_size: int = 50257
@@ -129,7 +129,7 @@ class GPT(nn.Module):
     ``initializer_range``, the two output projections of each block scaled by
     ``1 / sqrt(2 * n_layer)``, zero biases, LayerNorm 1 and 0.
 
-    Used in: Q23 (transformer/q23_kv_cache).
+    Used in: Q11, Q23.
     """
 
     def __init__(self, config: GPTConfig) -> None:

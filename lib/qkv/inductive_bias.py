@@ -36,20 +36,14 @@ LOCALITY_MODELS = ("convolution", "full attention", "windowed attention")
 
 
 class TagBatch(NamedTuple):
-    """``inputs (B, L)`` bits and ``labels (B, L)`` window sums in ``0 .. 3``.
-
-    Used in: Q25 (transformer/q25_weaknesses).
-    """
+    """``inputs (B, L)`` bits and ``labels (B, L)`` window sums in ``0 .. 3``."""
 
     inputs: Tensor
     labels: Tensor
 
 
 def window_sum(batch_size: int, length: int, *, generator: torch.Generator) -> TagBatch:
-    """Random bits; the label of position ``i`` is ``x[i-1] + x[i] + x[i+1]`` (0 outside).
-
-    Used in: Q25 (transformer/q25_weaknesses).
-    """
+    """Random bits; the label of position ``i`` is ``x[i-1] + x[i] + x[i+1]`` (0 outside)."""
     check_int("batch_size", batch_size, 1)
     check_int("length", length, 1)
     inputs = torch.randint(0, 2, (batch_size, length), generator=generator)
@@ -62,7 +56,7 @@ class ConvTagger(nn.Module):
     """Embedding, two ``kernel_size``-wide 1-D convolutions with GELU, a per-token head.
 
     ``ids: (B, L) -> (B, L, n_outputs)``; position ``i`` sees ``x[i-2 .. i+2]`` for
-    kernel size 3. Used in: Q25 (transformer/q25_weaknesses).
+    kernel size 3.
     """
 
     def __init__(

@@ -25,7 +25,7 @@ __all__ = ["RegressionData", "noisy_sine", "nadaraya_watson", "bandwidth_errors"
 
 class RegressionData(NamedTuple):
     """Training pairs ``(x_train (m,), y_train (m,))``, queries ``x_query (n,)`` and
-    the noise-free ``truth (n,)`` at the queries. Used in: Q1."""
+    the noise-free ``truth (n,)`` at the queries."""
 
     x_train: Tensor
     y_train: Tensor

@@ -38,7 +38,6 @@ def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int 
         n_bins: number of equal-width bins.
     Returns:
         the ECE, in [0, 1].
-    Used in: Q24 (transformer/q24_original_training_recipe).
     """
     n_bins = check_int("n_bins", n_bins, 1)
     if confidence.shape != correct.shape or confidence.dim() != 1 or not len(confidence):
@@ -67,7 +66,6 @@ def calibration(model: nn.Module, ids: Tensor, n_bins: int = 15) -> dict[str, fl
     ``accuracy`` (top-1), ``ece`` (:func:`expected_calibration_error`) and
     ``nll`` (mean cross-entropy in nats; perplexity is ``exp(nll)``). The model
     is evaluated in eval mode and left in its previous mode.
-    Used in: Q24 (transformer/q24_original_training_recipe).
     """
     was_training = model.training
     model.eval()

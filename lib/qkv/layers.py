@@ -30,7 +30,7 @@ class PositionwiseFeedForward(nn.Module):
 
     ``act`` is ReLU in the Transformer and GELU (exact, erf form; Hendrycks &
     Gimpel 2016) in BERT. ``x: (B, L, d_model)`` -> ``(B, L, d_model)`` through ``d_ff``.
-    Used in: Q18.
+    Used in: Q18, Q22.
     """
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "gelu") -> None:
@@ -63,7 +63,7 @@ class TransformerEncoderLayer(nn.Module):
         activation: ``"gelu"`` (BERT) or ``"relu"`` (the original Transformer).
         layer_norm_eps: ``1e-5`` in PyTorch, ``1e-12`` in BERT.
 
-    Used in: Q5, Q14, Q15, Q18.
+    Used in: Q5, Q11, Q14, Q15, Q18, Q22, Q24.
     """
 
     def __init__(

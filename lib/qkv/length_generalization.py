@@ -30,10 +30,7 @@ __all__ = ["CopyBatch", "offset_copy", "LengthResult", "length_generalization"]
 
 
 class CopyBatch(NamedTuple):
-    """``inputs (B, L)`` token ids and ``targets (B, L)``: ``inputs`` shifted by the offset.
-
-    Used in: Q21 (transformer/q21_positional_encodings).
-    """
+    """``inputs (B, L)`` token ids and ``targets (B, L)``: ``inputs`` shifted by the offset."""
 
     inputs: Tensor
     targets: Tensor
@@ -57,8 +54,6 @@ def offset_copy(
         offset: how far back to copy, ``1 <= offset < L``.
         vocab_size: ``V``; tokens are ``0 .. V-1``.
         generator: a CPU :class:`torch.Generator` (the batch is a function of it).
-
-    Used in: Q21 (transformer/q21_positional_encodings).
     """
     check_int("batch_size", batch_size, 1)
     check_int("length", length, 2)
@@ -95,8 +90,6 @@ class LengthResult:
             held-out sequences; chance is ``1 / vocab_size``). The ``"learned"`` scheme has
             an entry only for lengths it can run.
         errors: ``scheme -> the error message`` it raised at a longer length.
-
-    Used in: Q21 (transformer/q21_positional_encodings).
     """
 
     train_len: int

@@ -109,10 +109,7 @@ def predict(model: WindowClassifier, ids: Tensor, strategy: str) -> Tensor:
 
 
 def window_logits(model: WindowClassifier, ids: Tensor) -> Tensor:
-    """Logits ``(B, W, 2)`` of every window (stride ``window // 2``) of ``ids: (B, L)``.
-
-    Used in: Q20.
-    """
+    """Logits ``(B, W, 2)`` of every window (stride ``window // 2``) of ``ids: (B, L)``."""
     w = model.window
     windows, _ = sliding_windows(ids, w, w // 2)  # (B, L) -> (B, W, w)
     B, W, _ = windows.shape

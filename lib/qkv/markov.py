@@ -32,6 +32,7 @@ class MarkovLanguage:
 
     Attributes:
         transition: ``(n_words, n_words)``; row ``i`` is P(next word | word ``i``).
+    Used in: Q16.
     """
 
     def __init__(self, n_words: int, *, branching: int = 3, seed: int = 0):

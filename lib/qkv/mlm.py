@@ -97,7 +97,7 @@ def mask_tokens(
         ``(inputs, labels)``, both new tensors of the input's shape: ``inputs``
         has the input's dtype; ``labels`` (int64) holds the original id where a
         token was chosen and ``IGNORE_INDEX`` (-100) elsewhere.
-    Used in: Q14.
+    Used in: Q13, Q14, Q16.
     """
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
@@ -199,7 +199,6 @@ def isolated_mask_batch(
 
     The position is uniform over ``1 .. L - 2``, so both neighbours are known and
     :meth:`qkv.markov.MarkovLanguage.masked_posterior` gives the best possible prediction.
-    Used in: Q16.
     """
     check_int("size", size, 1)
     check_int("length", length, 3)

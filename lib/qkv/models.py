@@ -51,7 +51,7 @@ class EncoderDecoder(nn.Module):
         dropout, norm_first, activation: as in :class:`qkv.layers.TransformerEncoderLayer`.
         max_len: longest source or target sequence.
         tie_output: share the output projection with the target embedding.
-    Used in: Q14.
+    Used in: Q11, Q14, Q24.
     """
 
     def __init__(

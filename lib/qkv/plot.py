@@ -122,7 +122,7 @@ def training_curves(
             defaults to the key's name.
     Returns:
         the axes, one line per run, labelled with the run's name.
-    Used in: Q3, Q6, Q10.
+    Used in: Q3, Q6, Q10, Q19, Q22.
     """
     if not isinstance(histories, Mapping) or not histories:
         raise ValueError(f"histories must be a non-empty dict name -> History, got {histories!r}")

@@ -53,7 +53,6 @@ class SequenceClassifier(nn.Module):
 
     ``forward(input_ids (B, L), attention_mask (B, L) bool, True = real token)``
     -> logits ``(B, n_classes)``.
-    Used in: Q17 (bert/q17_cls_token).
     """
 
     def __init__(self, config: BertConfig, n_classes: int = 2, pooling: str = "cls") -> None:

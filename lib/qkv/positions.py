@@ -12,7 +12,7 @@ so every Transformer adds position information somewhere:
 - ALiBi (Press et al. 2022) adds ``-slope_head * |i - j|`` to the scores: no
   embedding at all, a fixed linear penalty per head.
 
-Used in: Q5, Q7.
+Used in: Q5, Q7, Q11, Q21.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def sinusoidal_positions(
     Returns:
         ``(max_len, d_model)``, added to the (scaled) token embeddings.
 
-    Used in: Q5, Q7.
+    Used in: Q5, Q7, Q11, Q21.
     """
     max_len, d_model = check_int("max_len", max_len, 1), check_int("d_model", d_model, 1)
     position = torch.arange(max_len, device=device, dtype=torch.float64)[:, None]  # (L, 1)

@@ -65,7 +65,6 @@ class Seq2SeqConfig:
         d_hidden: width of each GRU state (the encoder states ``h_j`` have ``2 * d_hidden``).
         attention: Bahdanau attention (True) or one fixed context vector (False).
         pad_id, bos_id, eos_id: padding, beginning and end of a target sequence.
-    Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
     """
 
     vocab_size: int
@@ -150,10 +149,7 @@ class Decoder(nn.Module):
 
 
 class Seq2Seq(nn.Module):
-    """Encoder-decoder for token sequences; ``config.attention`` picks the context.
-
-    Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
-    """
+    """Encoder-decoder for token sequences; ``config.attention`` picks the context."""
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
@@ -248,7 +244,7 @@ def digit_loss(model: Seq2Seq, batch: Seq2SeqBatch) -> Tensor:
     """Teacher-forced cross-entropy per real target token of a :class:`qkv.tasks.Seq2SeqBatch`.
 
     The decoder reads ``tgt[:, :-1]`` (``BOS`` first) and predicts ``tgt[:, 1:]``;
-    padding is ignored. Used in: Q3.
+    padding is ignored.
     """
     src, tgt, lengths = batch
     logits, _ = model(src, lengths, tgt[:, :-1])  # (B, n, V)

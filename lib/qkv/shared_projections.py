@@ -54,7 +54,7 @@ def tie_projections(mha: MultiHeadAttention, tie: str) -> MultiHeadAttention:
 
 def diagonal_max_rate(mha: MultiHeadAttention, x: Tensor) -> float:
     """Share of (sequence, head, token) rows of self-attention over ``x (B, n, d_model)``
-    whose largest weight is on the token itself. Used in: Q6."""
+    whose largest weight is on the token itself."""
     with torch.no_grad():
         _, weights = mha(x, need_weights=True)  # (B, h, n, n)
     diagonal = torch.arange(x.shape[1], device=x.device)

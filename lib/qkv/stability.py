@@ -55,8 +55,7 @@ class TransformerStack(nn.Module):
 
     ``forward(ids: (B, L)) -> logits (B, L, V)``.
 
-    Used in: Q19 (bert/q19_warmup), Q22 (transformer/q22_residual_layernorm),
-    Q24 (transformer/q24_original_training_recipe).
+    Used in: Q19.
     """
 
     def __init__(
@@ -111,7 +110,7 @@ def next_token_loss(model: nn.Module, ids: Tensor, label_smoothing: float = 0.0)
     """Mean cross-entropy of predicting ``ids[:, 1:]`` from ``ids[:, :-1]`` (nats per token).
 
     ``label_smoothing`` is PyTorch's ``cross_entropy(label_smoothing=...)``.
-    Used in: Q19, Q22, Q24.
+    Used in: Q19.
     """
     logits = model(ids[:, :-1])  # (B, L - 1, V)
     return F.cross_entropy(
@@ -124,7 +123,6 @@ def layer_gradient_norms(model: TransformerStack, ids: Tensor) -> list[float]:
 
     One number per layer of ``model.layers``, bottom (input side) first. Uses
     :func:`torch.autograd.grad`, so the parameters' ``.grad`` are left alone.
-    Used in: Q22 (transformer/q22_residual_layernorm).
     """
     params = [list(layer.parameters()) for layer in model.layers]
     grads = torch.autograd.grad(next_token_loss(model, ids), [p for ps in params for p in ps])
@@ -138,7 +136,7 @@ def layer_gradient_norms(model: TransformerStack, ids: Tensor) -> list[float]:
 def markov_language() -> MarkovLanguage:
     """The language every run here learns: 20 words, 3 successors each (fixed chain).
 
-    Used in: Q19, Q22, Q24.
+    Used in: Q19.
     """
     return MarkovLanguage(20, branching=3, seed=0)
 
@@ -188,8 +186,7 @@ def train_markov_lm(
         length: tokens per sequence (``length - 1`` predictions).
     Returns:
         the trained model and its :class:`~qkv.train.History` (every step logged).
-    Used in: Q19 (bert/q19_warmup), Q22 (transformer/q22_residual_layernorm),
-    Q24 (transformer/q24_original_training_recipe).
+    Used in: Q19, Q22.
     """
     steps = check_int("steps", steps, 1)
     lang = markov_language()

@@ -215,6 +215,7 @@ def sequence_classification(
     - ``lengths``: ``(B,)`` real tokens, [CLS] included.
 
     Vocabulary: ``N_SPECIAL + n_words``.
+    Used in: Q17.
     """
     if rule not in ("majority", "pair"):
         raise ValueError(f"rule must be 'majority' or 'pair', got {rule!r}")

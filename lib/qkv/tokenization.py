@@ -44,7 +44,10 @@ _SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[.,!?;:)'])")
 
 
 class CharTokenizer(Tokenizer):
-    """One token per character; lossless for every character seen in training."""
+    """One token per character; lossless for every character seen in training.
+
+    Used in: Q13.
+    """
 
     @classmethod
     def train(
@@ -98,6 +101,7 @@ class WordTokenizer(Tokenizer):
         vocab: special tokens then words.
         lang: ``"en"`` or ``"zh"``.
         lowercase: fold English words to lower case before lookup.
+    Used in: Q13.
     """
 
     def __init__(self, vocab: Sequence[str], *, lang: str = "en", lowercase: bool = False):
@@ -140,6 +144,7 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     ``text[start:end]`` is one word; whitespace is skipped. Whole-word masking
     (Cui et al. 2019, BERT-wwm) masks all characters of a span together while
     the model still sees one token per character.
+    Used in: Q13.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
@@ -155,6 +160,7 @@ def word_ids(text: str) -> list[int | None]:
     """For each character of ``text``, the index of its jieba word (``None`` for whitespace).
 
     Example: ``word_ids("注意力机制")`` -> ``[0, 0, 0, 1, 1]`` (注意力 | 机制).
+    Used in: Q13.
     """
     ids: list[int | None] = [None] * len(text)
     for index, (start, end) in enumerate(word_spans(text)):

@@ -47,7 +47,6 @@ class TrainConfig:
             clipping (the norm is still logged).
         warmup_steps: linear warm-up of the default schedule (then constant).
         weight_decay: of the default AdamW optimizer.
-    Used in: Q3, Q4, Q6.
     """
 
     steps: int
@@ -199,7 +198,6 @@ def train(
     Returns:
         a :class:`History`; a non-finite loss or gradient stops the run with
         ``history.diverged = True`` instead of training on NaN.
-    Used in: Q3, Q4, Q6.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")

@@ -66,6 +66,7 @@ def linear_warmup_linear_decay(step: int, warmup_steps: int, total_steps: int) -
         total_steps: step at which the multiplier reaches 0.
     Returns:
         the multiplier of the peak learning rate, in [0, 1].
+    Used in: Q19.
     """
     step, warmup_steps, total_steps = _check_schedule(step, warmup_steps, total_steps)
     if step < warmup_steps:
@@ -89,6 +90,7 @@ def linear_warmup_cosine_decay(
         num_cycles: number of cosine periods over the decay phase, > 0.
     Returns:
         the multiplier of the peak learning rate, in [0, 1].
+    Used in: Q19.
     """
     step, warmup_steps, total_steps = _check_schedule(step, warmup_steps, total_steps)
     if not isinstance(num_cycles, int | float) or not num_cycles > 0 or math.isinf(num_cycles):
@@ -114,6 +116,7 @@ def noam(step: int, d_model: int, warmup_steps: int) -> float:
         warmup_steps: the paper's ``warmup_steps`` (4000), > 0.
     Returns:
         the learning rate itself, not a multiplier.
+    Used in: Q19, Q24.
     """
     step = check_int("step", step, 0)
     d_model = check_int("d_model", d_model, 1)
@@ -134,7 +137,7 @@ def lambda_lr(
 
     Example: ``lambda_lr(opt, linear_warmup_linear_decay, warmup_steps=100,
     total_steps=1000)``.
-    Used in: :func:`qkv.train.train`.
+    Used in: Q24, :func:`qkv.train.train`.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")

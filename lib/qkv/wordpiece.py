@@ -61,6 +61,7 @@ def basic_tokenize(text: str, *, lowercase: bool = False, split_cjk: bool = True
     with ``split_cjk`` every CJK character is a word of its own (Chinese BERT);
     with ``lowercase`` words are lower-cased and accents stripped (``uncased``).
     Control characters are dropped.
+    Used in: Q13.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
