@@ -99,6 +99,11 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+def straight_quotes(text: str) -> str:
+    """Undo Sphinx's smart quotes (’ “ ”), so page text compares with the notebook's."""
+    return text.replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
+
+
 def open_offline(browser: object, url: str) -> tuple[object, list[str], list[str]]:
     """Open ``url``; return the page, requests that left the server, and JS errors."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -129,7 +134,7 @@ def test_chapter_page_in_a_real_browser(browser: object, server: str, notebook: 
     rel = notebook.relative_to(ROOT).with_suffix(".html").as_posix()
     page, escaped, errors = open_offline(browser, f"{server}/{rel}")
     try:
-        title = page.locator("h1").first.inner_text()
+        title = straight_quotes(page.locator("h1").first.inner_text())
         english = english_title(notebook)
         assert english in title, f"{rel}: expected the title {english!r}, got {title!r}"
 
@@ -195,7 +200,7 @@ def test_cheatsheet_in_a_real_browser(browser: object, server: str) -> None:
     """Every question on one page, math rendered offline, both languages, a working deck link."""
     page, escaped, errors = open_offline(browser, f"{server}/appendix/cheatsheet.html")
     try:
-        text = page.inner_text("main")
+        text = straight_quotes(page.inner_text("main"))
         for notebook in chapter_paths():
             assert english_title(notebook) in text, f"cheat sheet lacks {notebook.stem}"
         assert "30 秒回答（中文）" in text
