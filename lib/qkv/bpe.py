@@ -50,6 +50,45 @@ def _merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, .
     return tuple(merged)
 
 
+
+Pair = tuple[str, str]
+
+
+def index_pairs(
+    words: list[tuple[str, ...]], freqs: list[int]
+) -> tuple[Counter, defaultdict[Pair, set[int]]]:
+    """Count adjacent symbol pairs over ``words`` (weighted by ``freqs``) and index them.
+
+    Returns ``pair -> total frequency`` and ``pair -> indices of the words that
+    contain it``, so that each merge revisits only the words it changes (shared by
+    BPE here and WordPiece in :mod:`qkv.wordpiece`).
+    """
+    pair_counts: Counter = Counter()
+    words_with: defaultdict[Pair, set[int]] = defaultdict(set)
+    for i, w in enumerate(words):
+        for pair in pairwise(w):
+            pair_counts[pair] += freqs[i]
+            words_with[pair].add(i)
+    return pair_counts, words_with
+
+
+def reindex_word(
+    pair_counts: Counter,
+    words_with: defaultdict[Pair, set[int]],
+    i: int,
+    old: tuple[str, ...],
+    new: tuple[str, ...],
+    freq: int,
+) -> None:
+    """Update the index of :func:`index_pairs` after word ``i`` changed from ``old`` to ``new``."""
+    for pair in pairwise(old):
+        pair_counts[pair] -= freq
+        if pair_counts[pair] == 0:
+            del pair_counts[pair]
+    for pair in pairwise(new):
+        pair_counts[pair] += freq
+        words_with[pair].add(i)
+
 class BPETokenizer(Tokenizer):
     """Byte-pair encoding on characters (Sennrich et al. 2016, Algorithm 1).
 
@@ -100,14 +139,7 @@ class BPETokenizer(Tokenizer):
                 f"vocab_size must be >= {len(vocab)} (specials + characters), got {vocab_size}"
             )
 
-        # pair -> total frequency, and pair -> indices of the words containing it,
-        # so that each merge revisits only the words it changes
-        pair_counts: Counter = Counter()
-        words_with: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
-        for i, w in enumerate(words):
-            for pair in pairwise(w):
-                pair_counts[pair] += freqs[i]
-                words_with[pair].add(i)
+        pair_counts, words_with = index_pairs(words, freqs)
 
         merges, known = [], set(vocab)
         while len(vocab) < vocab_size and pair_counts:
@@ -118,14 +150,8 @@ class BPETokenizer(Tokenizer):
                 vocab.append(best[0] + best[1])
                 known.add(vocab[-1])
             for i in words_with.pop(best):
-                old, new = words[i], _merge_pair(words[i], best)
-                for pair in pairwise(old):
-                    pair_counts[pair] -= freqs[i]
-                    if pair_counts[pair] == 0:
-                        del pair_counts[pair]
-                for pair in pairwise(new):
-                    pair_counts[pair] += freqs[i]
-                    words_with[pair].add(i)
+                new = _merge_pair(words[i], best)
+                reindex_word(pair_counts, words_with, i, words[i], new, freqs[i])
                 words[i] = new
         return cls(vocab, merges)
 

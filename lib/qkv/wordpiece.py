@@ -23,10 +23,10 @@ token per CJK character (so Chinese BERT is character-level).
 from __future__ import annotations
 
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
-from itertools import pairwise
 
+from qkv.bpe import index_pairs, reindex_word
 from qkv.vocab import UNK, Tokenizer, _check_texts, _vocab_by_frequency
 
 __all__ = ["PREFIX", "is_cjk", "basic_tokenize", "WordPieceTokenizer"]
@@ -160,12 +160,7 @@ class WordPieceTokenizer(Tokenizer):
             raise ValueError(
                 f"vocab_size must be >= {len(vocab)} (specials + initial symbols), got {vocab_size}"
             )
-        pair_counts: Counter = Counter()
-        words_with: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
-        for i, w in enumerate(words):
-            for pair in pairwise(w):
-                pair_counts[pair] += freqs[i]
-                words_with[pair].add(i)
+        pair_counts, words_with = index_pairs(words, freqs)
 
         merges, known = [], set(vocab)
         while len(vocab) < vocab_size and pair_counts:
@@ -181,17 +176,11 @@ class WordPieceTokenizer(Tokenizer):
                 known.add(new_symbol)
             for i in words_with.pop(best):
                 old, new = words[i], _merge(words[i], best)
-                for pair in pairwise(old):
-                    pair_counts[pair] -= freqs[i]
-                    if pair_counts[pair] == 0:
-                        del pair_counts[pair]
+                reindex_word(pair_counts, words_with, i, old, new, freqs[i])
                 for s in old:
                     symbol_counts[s] -= freqs[i]
                 for s in new:
                     symbol_counts[s] += freqs[i]
-                for pair in pairwise(new):
-                    pair_counts[pair] += freqs[i]
-                    words_with[pair].add(i)
                 words[i] = new
         tokenizer = cls(vocab, lowercase=lowercase, split_cjk=split_cjk)
         tokenizer.merges = merges
