@@ -1070,7 +1070,7 @@ def page(results: dict[str, dict]) -> str:
         number = chapter.split("_", 1)[0]
         lines += [
             f"({'robustness-' + number})=",
-            f"## {number.upper()}: {{doc}}`{chapter} <../chapters/{_part(chapter)}/{chapter}>`",
+            f"## Q{int(number[1:])}: {{doc}}`../chapters/{_part(chapter)}/{chapter}`",
             "",
             "| claim | asserted | seeds | min | median | max | chapter's seed |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: |",
