@@ -110,3 +110,12 @@ def test_rnn_reach_keeps_global_state_and_orthogonal_init_reaches_further():
         rnn_reach_ratio(0, "xavier")
     with pytest.raises(ValueError, match="length"):
         rnn_reach(0, length=1)
+
+
+def test_windowed_peak_memory_grows_slower_than_full():
+    full = peak_memory_mib([256, 1024], d_k=16, n_heads=2)
+    windows = peak_memory_mib([256, 1024], d_k=16, n_heads=2, window=64)
+    assert windows[-1] < full[-1] / 4  # w x w blocks instead of one n x n matrix
+    assert full[-1] / full[0] > 8  # quadratic: 16x the elements for 4x the length
+    with pytest.raises(ValueError, match="window must be in"):
+        peak_memory_mib([256], window=512)

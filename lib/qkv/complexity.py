@@ -156,25 +156,36 @@ def growth_exponent(ns: Sequence[float], values: Sequence[float], last: int = 3)
 
 
 def peak_memory_mib(
-    ns: Sequence[int], *, d_k: int = 64, n_heads: int = 1, device: str = "cpu"
+    ns: Sequence[int],
+    *,
+    d_k: int = 64,
+    n_heads: int = 1,
+    device: str = "cpu",
+    window: int | None = None,
 ) -> list[float]:
     """Peak memory (MiB) of one attention forward pass per length, measured in a child process.
 
     For each ``n`` the child builds q, k, v ``(1, n_heads, n, d_k)``, records its
     baseline, and runs ``qkv``'s reference attention (which materialises the
-    ``(1, n_heads, n, n)`` weights). The peak above the baseline is the high-water
-    mark of resident memory (Linux ``VmHWM``, reset before each ``n``) on CPU and
-    ``torch.cuda.max_memory_allocated`` on CUDA. The child runs with a fixed
-    ``malloc`` mmap threshold so that freed blocks go back to the system between
-    lengths. Used in: Q5.
+    ``(1, n_heads, n, n)`` weights). With ``window``, the inputs are first cut into
+    overlapping windows of ``window`` tokens with stride ``window // 2``
+    (``(1, W, n_heads, window, d_k)``, before the baseline) and attention runs
+    inside each window, as sliding-window BERT does. The peak above the baseline is
+    the high-water mark of resident memory (Linux ``VmHWM``, reset before each
+    ``n``) on CPU and ``torch.cuda.max_memory_allocated`` on CUDA. The child runs
+    with a fixed ``malloc`` mmap threshold so that freed blocks go back to the
+    system between lengths. Used in: Q5, Q20.
     """
     if not ns or min(ns) < 1 or d_k < 1 or n_heads < 1:
         raise ValueError(f"need lengths >= 1, d_k >= 1, n_heads >= 1, got {ns}, {d_k}, {n_heads}")
+    if window is not None and not (2 <= window <= min(ns)):
+        raise ValueError(f"window must be in [2, min(ns) = {min(ns)}], got {window}")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cpu" and not Path("/proc/self/status").exists():
         raise RuntimeError("peak memory on CPU needs Linux's /proc/self/status")
-    args = [json.dumps({"ns": list(ns), "d_k": d_k, "n_heads": n_heads, "device": device})]
+    config = {"ns": list(ns), "d_k": d_k, "n_heads": n_heads, "device": device, "window": window}
+    args = [json.dumps(config)]
     env = os.environ | {"MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "qkv.complexity", *args]
     result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
@@ -187,11 +198,16 @@ def _memory_kib(key: str) -> int:
     return int(next(line.split()[1] for line in lines if line.startswith(key + ":")))
 
 
-def _child(ns: list[int], d_k: int, n_heads: int, device: str) -> list[float]:
+def _child(ns: list[int], d_k: int, n_heads: int, device: str, window: int | None) -> list[float]:
     gen = torch.Generator().manual_seed(0)
     peaks = []
     for n in [ns[0], *ns]:  # a first run warms up thread pools and library buffers
         q, k, v = torch.randn(3, 1, n_heads, n, d_k, generator=gen).to(device)  # (B, h, n, d_k)
+        if window is not None:  # (B, h, n, d_k) -> (B, W, h, window, d_k), stride window // 2
+            q, k, v = (
+                t.unfold(2, window, window // 2).transpose(-1, -2).transpose(1, 2).contiguous()
+                for t in (q, k, v)
+            )
         if device == "cuda":
             torch.cuda.synchronize()
             base = torch.cuda.memory_allocated()
@@ -266,4 +282,4 @@ def rnn_reach_ratio(seed: int, init: str = "default") -> float:
 if __name__ == "__main__":  # the child process of peak_memory_mib
     config = json.loads(sys.argv[1])
     torch.set_num_threads(1)
-    print(json.dumps(_child(config["ns"], config["d_k"], config["n_heads"], config["device"])))
+    print(json.dumps(_child(**config)))
