@@ -58,6 +58,17 @@ class Claim:
     seeds: tuple[int, ...] = field(default_factory=lambda: tuple(range(10)))
     chapter_seed: int = 0  # the seed the chapter itself runs
 
+    def declaration(self) -> dict:
+        """What the JSON record must repeat for its values to belong to this claim."""
+        return {
+            "chapter": self.chapter,
+            "text": self.text,
+            "op": self.op,
+            "margin": self.margin,
+            "seeds": list(self.seeds),
+            "chapter_seed": self.chapter_seed,
+        }
+
     @property
     def number(self) -> str:
         """``"q03"`` for chapter ``q03_attention_vs_seq2seq``."""
@@ -1035,15 +1046,7 @@ def run(claim: Claim) -> dict:
         qkv.seed_everything(seed)
         with torch.random.fork_rng():
             values.append(float(claim.measure(seed)))
-    return {
-        "chapter": claim.chapter,
-        "text": claim.text,
-        "op": claim.op,
-        "margin": claim.margin,
-        "seeds": list(claim.seeds),
-        "chapter_seed": claim.chapter_seed,
-        "values": values,
-    }
+    return {**claim.declaration(), "values": values}
 
 
 def _fmt(x: float) -> str:

@@ -39,14 +39,7 @@ def test_claim_ids_are_unique():
 def test_claim_was_measured_as_declared(claim):
     record = RESULTS.get(claim.id)
     assert record is not None, f"{claim.id}: run `python benchmarks/robustness.py {claim.number}`"
-    declared = {
-        "chapter": claim.chapter,
-        "text": claim.text,
-        "op": claim.op,
-        "margin": claim.margin,
-        "seeds": list(claim.seeds),
-        "chapter_seed": claim.chapter_seed,
-    }
+    declared = claim.declaration()
     stale = {k: (record.get(k), v) for k, v in declared.items() if record.get(k) != v}
     assert not stale, f"{claim.id}: the JSON was made for another declaration (rerun): {stale}"
     assert claim.chapter_seed in claim.seeds, (
