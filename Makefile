@@ -43,8 +43,13 @@ $(MATHJAX):
 	tar -xzf _vendor/.npm/mathjax-$(MATHJAX_VERSION).tgz -C _vendor/.npm
 	mv _vendor/.npm/package/es5 _vendor/mathjax && rm -rf _vendor/.npm
 
+# One torch thread in every kernel, as in `make test`: the pages then print the numbers
+# of the robustness page (the experiments pin one thread themselves as well). Failure
+# logs go to _build/reports, not into the published site.
 book: $(STAMP) $(MATHJAX)
-	$(VENV)/bin/jupyter-book build $(JB_FLAGS) .
+	status=0; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/jupyter-book build $(JB_FLAGS) . || status=$$?; \
+	rm -rf _build/reports; if [ -d _build/html/reports ]; then mv _build/html/reports _build/reports; \
+	  echo "execution logs: _build/reports"; fi; exit $$status
 
 # Debian's chromium for the browser tests (and a CJK font, so the screenshot shows the
 # Chinese titles): installed when missing and we are root; otherwise say how, and let

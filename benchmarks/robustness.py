@@ -1,36 +1,39 @@
 """Seed spreads of every seed-dependent claim in the book -> ``appendix/robustness.md``.
 
-A chapter runs its experiment with one seed and asserts a margin. This script reruns
-the *same* experiment (a function in ``qkv``, never a copy) over many seeds, and
-records each value, so that a reader can check that the margin holds for every seed
-tried. Run by hand (minutes; the test suite does not rerun it)::
+A chapter runs its experiment with one seed and checks a claim. This script is only a
+runner: the claims and the experiments they measure live in the chapters' modules,
+``qkv.experiments.qNN_<stem>`` (``CLAIMS``), and the chapter calls the very same
+functions and the same declared margin. The script reruns each claim over its seeds
+and stores the values in ``lib/qkv/experiments/robustness/qNN.json`` (package data:
+chapters glue their seed ranges from it), then writes the page from those files. Run
+by hand (minutes; the test suite does not rerun it)::
 
     python benchmarks/robustness.py              # every claim
     python benchmarks/robustness.py q03 q06      # only these chapters; the rest is kept
+    python benchmarks/robustness.py --page       # only rewrite the page from the data
 
-The values go to ``appendix/robustness.json``; the page ``appendix/robustness.md`` is
-written from that file. ``tests/test_robustness.py`` checks that every claim below has
-its values, that every value satisfies the margin the chapter asserts, and that the
-page is up to date.
+``tests/test_robustness.py`` checks that every claim has its values, that every value
+satisfies its margin, that each chapter checks each of its claims, and that the page is
+up to date.
 
-To add a claim: write the experiment as a function of ``seed`` in the ``qkv`` module
-where its concept lives, call it in the chapter with one seed and assert the margin,
-add a :class:`Claim` here, run ``python benchmarks/robustness.py qNN``, and link the
-chapter to ``{ref}`robustness-qNN```.
+To add a claim: write the experiment in the chapter's ``qkv.experiments`` module as a
+function of ``seed`` decorated with ``@experiment``, add a ``Claim`` to its ``CLAIMS``,
+call it in the chapter with ``CLAIMS["qNN-..."].check(value)``, run
+``python benchmarks/robustness.py qNN``, and link the chapter to
+``{ref}`robustness-qNN```.
 """
 
+# ruff: noqa: E501  (LEGACY claims keep their one-line layout until they move, issue 16)
 from __future__ import annotations
 
 import argparse
 import functools
 import json
 import math
-import operator
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,45 +42,25 @@ sys.path.insert(0, str(ROOT / "lib"))  # qkv without installing
 import torch  # noqa: E402
 
 import qkv  # noqa: E402
+from qkv.experiments import ROBUSTNESS_DIR, Claim, modules  # noqa: E402
 
-JSON_PATH = ROOT / "appendix" / "robustness.json"
 PAGE_PATH = ROOT / "appendix" / "robustness.md"
-OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
-@dataclass(frozen=True)
-class Claim:
-    """One seed-dependent claim: the chapter asserts ``measure(seed) <op> margin``."""
-
-    id: str  # unique, e.g. "q03-attention-gap"
-    chapter: str  # the notebook's stem, e.g. "q03_attention_vs_seq2seq"
-    text: str  # the claim in words, as the chapter states it
-    measure: Callable[[int], float]  # seed -> the number the chapter asserts on
-    op: str  # ">", ">=", "<" or "<="
-    margin: float  # the chapter's asserted bound
-    seeds: tuple[int, ...] = field(default_factory=lambda: tuple(range(10)))
-    chapter_seed: int = 0  # the seed the chapter itself runs
-
-    def declaration(self) -> dict:
-        """What the JSON record must repeat for its values to belong to this claim."""
-        return {
-            "chapter": self.chapter,
-            "text": self.text,
-            "op": self.op,
-            "margin": self.margin,
-            "seeds": list(self.seeds),
-            "chapter_seed": self.chapter_seed,
-        }
-
-    @property
-    def number(self) -> str:
-        """``"q03"`` for chapter ``q03_attention_vs_seq2seq``."""
-        return self.chapter.split("_", 1)[0]
-
-
-def holds(op: str, value: float, margin: float) -> bool:
-    """Does ``value <op> margin`` hold?"""
-    return OPS[op](value, margin)
+def legacy_claim(
+    id: str,
+    chapter: str,
+    text: str,
+    measure: Callable[[int], float],
+    op: str,
+    margin: float,
+    seeds: tuple[int, ...] = tuple(range(10)),
+    chapter_seed: int = 0,
+) -> Claim:
+    """A claim still declared here; ``chapter`` must match the id's number."""
+    if not chapter.startswith(id.split("-", 1)[0] + "_"):
+        raise ValueError(f"{id}: chapter {chapter} does not match the id")
+    return Claim(id, text, measure, op, margin, tuple(seeds), chapter_seed)
 
 
 @functools.cache
@@ -122,9 +105,9 @@ def _post_minus_pre_ln(seed: int) -> float:
 
 _FIVE = tuple(range(5))
 
-# Every claim of the book, in chapter order. The ``measure`` functions live in qkv.
-CLAIMS: list[Claim] = [
-    Claim(
+# Claims not yet moved to their chapter's qkv.experiments module (issue 16).
+LEGACY: list[Claim] = [
+    legacy_claim(
         "q19-warmup-rescues-post-ln",
         "q19_warmup",
         "6-layer Post-LN at lr 1e-2: final loss without warm-up minus with 30 warm-up steps (nats)",
@@ -133,7 +116,7 @@ CLAIMS: list[Claim] = [
         0.3,
         seeds=_FIVE,
     ),
-    Claim(
+    legacy_claim(
         "q19-pre-ln-needs-no-warmup",
         "q19_warmup",
         "lr 1e-2, no warm-up: final loss of Post-LN minus Pre-LN (nats)",
@@ -142,7 +125,7 @@ CLAIMS: list[Claim] = [
         0.8,
         seeds=_FIVE,
     ),
-    Claim(
+    legacy_claim(
         "q22-gradient-growth",
         "q22_residual_layernorm",
         "12 layers at init: last/first layer gradient norm, Post-LN over Pre-LN",
@@ -150,7 +133,7 @@ CLAIMS: list[Claim] = [
         ">",
         2.0,
     ),
-    Claim(
+    legacy_claim(
         "q22-last-layer-gradient",
         "q22_residual_layernorm",
         "12 layers at init: last layer's gradient norm, Post-LN over Pre-LN",
@@ -158,7 +141,7 @@ CLAIMS: list[Claim] = [
         ">",
         2.0,
     ),
-    Claim(
+    legacy_claim(
         "q22-pre-ln-high-lr",
         "q22_residual_layernorm",
         "lr 1e-2, no warm-up: final loss of Post-LN minus Pre-LN (nats)",
@@ -167,7 +150,7 @@ CLAIMS: list[Claim] = [
         0.8,
         seeds=_FIVE,
     ),
-    Claim(
+    legacy_claim(
         "q24-smoothing-ece",
         "q24_original_training_recipe",
         "16 training sequences: held-out ECE without smoothing minus with eps = 0.1",
@@ -176,7 +159,7 @@ CLAIMS: list[Claim] = [
         0.1,
         seeds=_FIVE,
     ),
-    Claim(
+    legacy_claim(
         "q24-smoothing-confidence",
         "q24_original_training_recipe",
         "16 training sequences: mean confidence without smoothing minus with eps = 0.1",
@@ -187,7 +170,7 @@ CLAIMS: list[Claim] = [
         0.1,
         seeds=_FIVE,
     ),
-    Claim(
+    legacy_claim(
         "q24-smoothing-nll",
         "q24_original_training_recipe",
         "fresh data every step: held-out NLL with eps = 0.1 minus without (nats)",
@@ -196,7 +179,7 @@ CLAIMS: list[Claim] = [
         0.05,
         seeds=_FIVE,
     ),
-    Claim(
+    legacy_claim(
         "q24-smoothing-nll-overfit",
         "q24_original_training_recipe",
         "16 training sequences: held-out NLL without smoothing minus with eps = 0.1 (nats)",
@@ -207,8 +190,8 @@ CLAIMS: list[Claim] = [
     ),
 ]
 
-CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
-    Claim(
+LEGACY += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
+    legacy_claim(
         id="q05-rnn-default-init",
         chapter="q05_self_attention_core",
         text="tanh RNN, PyTorch's default init: influence of position 0 / position 23",
@@ -216,7 +199,7 @@ CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN 
         op="<",
         margin=1e-5,
     ),
-    Claim(
+    legacy_claim(
         id="q05-rnn-orthogonal-more",
         chapter="q05_self_attention_core",
         text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (more reach)",
@@ -224,7 +207,7 @@ CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN 
         op=">",
         margin=1e-5,
     ),
-    Claim(
+    legacy_claim(
         id="q05-rnn-orthogonal-still-decays",
         chapter="q05_self_attention_core",
         text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (still decays)",
@@ -234,8 +217,8 @@ CLAIMS += [  # Q5: how much of position 0 reaches the last output of a tanh RNN 
     ),
 ]
 
-CLAIMS += [  # Q7: how sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64)
-    Claim(
+LEGACY += [  # Q7: how sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64)
+    legacy_claim(
         id="q07-dot-nearly-one-hot",
         chapter="q07_attention_variants",
         text="unscaled dot product: mean largest attention weight",
@@ -244,7 +227,7 @@ CLAIMS += [  # Q7: how sharp the unscaled and the scaled dot product are (6 quer
         margin=0.6,
         seeds=tuple(range(20)),
     ),
-    Claim(
+    legacy_claim(
         id="q07-scaled-dot-spread-out",
         chapter="q07_attention_variants",
         text="scaled dot product: mean largest attention weight",
@@ -266,7 +249,7 @@ def _q01_claims() -> list[Claim]:
 
     chapter, seeds = "q01_what_is_attention", tuple(range(20))
     return [
-        Claim(
+        legacy_claim(
             "q01-oversmoothing",
             chapter,
             "Nadaraya–Watson: MSE to f with σ = 1 over MSE with σ = 0.3",
@@ -275,7 +258,7 @@ def _q01_claims() -> list[Claim]:
             3.0,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q01-same-output-distance",
             chapter,
             "total variation distance between two weight vectors with the same output",
@@ -284,7 +267,7 @@ def _q01_claims() -> list[Claim]:
             0.3,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q01-top-weight-not-top-contributor",
             chapter,
             "share of queries whose top-weighted key is not the top contributor α_i‖v_i‖",
@@ -296,7 +279,7 @@ def _q01_claims() -> list[Claim]:
     ]
 
 
-CLAIMS += _q01_claims()
+LEGACY += _q01_claims()
 
 
 def _q03_claims() -> list[Claim]:
@@ -320,7 +303,7 @@ def _q03_claims() -> list[Claim]:
 
     chapter, seeds, long_seeds = "q03_attention_vs_seq2seq", tuple(range(5)), (0, 1, 2)
     return [
-        Claim(
+        legacy_claim(
             "q03-classic-degrades",
             chapter,
             "classic model, reversal, 100 steps: digit accuracy at 10–12 digits",
@@ -329,7 +312,7 @@ def _q03_claims() -> list[Claim]:
             0.6,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-copy-as-hard-as-reverse",
             chapter,
             "classic model, 100 steps: copy vs reverse, absolute difference at 10–12 digits",
@@ -340,7 +323,7 @@ def _q03_claims() -> list[Claim]:
             0.1,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-attention-gap",
             chapter,
             "reversal, 100 steps: attention − classic accuracy at 10–12 digits",
@@ -349,7 +332,7 @@ def _q03_claims() -> list[Claim]:
             0.4,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-mirror-weight",
             chapter,
             "attention model, 12-digit reversal: mean weight on the mirrored digit",
@@ -358,7 +341,7 @@ def _q03_claims() -> list[Claim]:
             0.3,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-mirror-argmax",
             chapter,
             "attention model, 12-digit reversal: share of steps whose top weight is the mirror",
@@ -367,7 +350,7 @@ def _q03_claims() -> list[Claim]:
             0.5,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-classic-400-steps",
             chapter,
             "classic model, reversal, 400 steps (page only): accuracy at 10–12 digits",
@@ -376,7 +359,7 @@ def _q03_claims() -> list[Claim]:
             0.4,
             long_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-classic-1500-steps",
             chapter,
             "classic model, reversal, 1500 steps (page only): accuracy at 10–12 digits",
@@ -385,7 +368,7 @@ def _q03_claims() -> list[Claim]:
             0.6,
             long_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-gap-1500-steps",
             chapter,
             "reversal, 1500 steps each (page only): attention − classic at 10–12 digits",
@@ -394,7 +377,7 @@ def _q03_claims() -> list[Claim]:
             0.1,
             long_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-narrow-classic-1500-steps",
             chapter,
             "d_hidden = 8 (c: 16 numbers), classic, reversal, 1500 steps (page only): "
@@ -404,7 +387,7 @@ def _q03_claims() -> list[Claim]:
             0.5,
             long_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q03-narrow-gap-1500-steps",
             chapter,
             "d_hidden = 8, reversal, 1500 steps each (page only): "
@@ -419,7 +402,7 @@ def _q03_claims() -> list[Claim]:
     ]
 
 
-CLAIMS += _q03_claims()
+LEGACY += _q03_claims()
 
 
 def _q04_claims() -> list[Claim]:
@@ -445,7 +428,7 @@ def _q04_claims() -> list[Claim]:
 
     chapter, seeds = "q04_self_vs_target_attention", tuple(range(10))
     return [
-        Claim(
+        legacy_claim(
             "q04-din-beats-softmax",
             chapter,
             "held-out click accuracy, DIN pooling − softmax pooling",
@@ -454,7 +437,7 @@ def _q04_claims() -> list[Claim]:
             0.03,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q04-din-norm-grows",
             chapter,
             "DIN: norm of the user vector with 8 matching behaviours over 1",
@@ -463,7 +446,7 @@ def _q04_claims() -> list[Claim]:
             4.0,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q04-softmax-norm-flat",
             chapter,
             "softmax: largest over smallest user-vector norm, 1 to 8 matching behaviours",
@@ -472,7 +455,7 @@ def _q04_claims() -> list[Claim]:
             1.4,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q04-din-intensity-increases",
             chapter,
             "DIN: smallest increase of |sum of weights| from k to k + 1 matching behaviours",
@@ -484,7 +467,7 @@ def _q04_claims() -> list[Claim]:
     ]
 
 
-CLAIMS += _q04_claims()
+LEGACY += _q04_claims()
 
 
 def _q06_claims() -> list[Claim]:
@@ -508,7 +491,7 @@ def _q06_claims() -> list[Claim]:
         (0, 1, 2),
     )
     return [
-        Claim(
+        legacy_claim(
             "q06-diagonal-untied",
             chapter,
             "untied layers: largest share of rows whose max is the diagonal (d_k = 32, 8, 4)",
@@ -517,7 +500,7 @@ def _q06_claims() -> list[Claim]:
             0.15,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-diagonal-tied",
             chapter,
             "W_Q = W_K: smallest share of rows whose max is the diagonal (d_k = 32, 8, 4)",
@@ -526,7 +509,7 @@ def _q06_claims() -> list[Claim]:
             0.4,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-diagonal-tied-wide",
             chapter,
             "W_Q = W_K, d_k = 32: share of rows whose max is the diagonal",
@@ -535,7 +518,7 @@ def _q06_claims() -> list[Claim]:
             0.95,
             seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-recall-untied",
             chapter,
             "associative recall, 500 steps: untied accuracy",
@@ -544,7 +527,7 @@ def _q06_claims() -> list[Claim]:
             0.95,
             recall_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-recall-kv-tied",
             chapter,
             "associative recall, 500 steps: W_K = W_V accuracy",
@@ -553,7 +536,7 @@ def _q06_claims() -> list[Claim]:
             0.5,
             recall_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-recall-kv-tied-slower",
             chapter,
             "associative recall, 500 steps: untied − W_K = W_V accuracy",
@@ -562,7 +545,7 @@ def _q06_claims() -> list[Claim]:
             0.03,
             recall_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-recall-qk-tied",
             chapter,
             "associative recall, 500 steps: W_Q = W_K accuracy",
@@ -571,7 +554,7 @@ def _q06_claims() -> list[Claim]:
             0.1,
             recall_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-self-weight-qk-tied",
             chapter,
             "W_Q = W_K: the query's weight on itself after 500 steps",
@@ -580,7 +563,7 @@ def _q06_claims() -> list[Claim]:
             0.01,
             recall_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-self-weight-untied",
             chapter,
             "untied: the query's weight on itself after 500 steps",
@@ -589,7 +572,7 @@ def _q06_claims() -> list[Claim]:
             0.005,
             recall_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-recall-1500-steps",
             chapter,
             "1500 steps (page only): lowest accuracy of the three variants",
@@ -598,7 +581,7 @@ def _q06_claims() -> list[Claim]:
             0.95,
             long_seeds,
         ),
-        Claim(
+        legacy_claim(
             "q06-recall-wide",
             chapter,
             "d_model = d_k = 24, 500 steps (page only): lowest accuracy of the three variants",
@@ -610,7 +593,7 @@ def _q06_claims() -> list[Claim]:
     ]
 
 
-CLAIMS += _q06_claims()
+LEGACY += _q06_claims()
 # Q9: the two toy mixers of qkv.mixing, as in the chapter (L = 7, d = 12).
 Q09 = "q09_attention_vs_fully_connected"
 Q09_SEEDS = tuple(range(20))
@@ -628,12 +611,12 @@ def _q09_sharpening(seed: int) -> float:
     return sharpening(seed, factor=3.0, L=7, d=12)
 
 
-CLAIMS += [
-    Claim("q09-fc-change", Q09, "FC mixer: largest change of the Jacobian mixing matrix, x1 vs x2",
+LEGACY += [
+    legacy_claim("q09-fc-change", Q09, "FC mixer: largest change of the Jacobian mixing matrix, x1 vs x2",
           _q09_change("FC"), "<", 1e-6, Q09_SEEDS),
-    Claim("q09-attention-change", Q09, "attention: largest change of the Jacobian mixing matrix",
+    legacy_claim("q09-attention-change", Q09, "attention: largest change of the Jacobian mixing matrix",
           _q09_change("attention"), ">", 0.1, Q09_SEEDS),
-    Claim("q09-sharpening", Q09, "attention: drop of the mean row entropy at 3× input (nats)",
+    legacy_claim("q09-sharpening", Q09, "attention: drop of the mean row entropy at 3× input (nats)",
           _q09_sharpening, ">", 0.5, Q09_SEEDS),
 ]  # fmt: skip
 
@@ -648,10 +631,10 @@ def _q10_held_out_mse(n_heads: int) -> Callable[[int], float]:
     return lambda seed: train_neighbour_heads(n_heads, seed=seed, device="cpu").held_out_mse
 
 
-CLAIMS += [
-    Claim("q10-two-heads", Q10, "two heads (d_k = 8), 250 steps: held-out MSE",
+LEGACY += [
+    legacy_claim("q10-two-heads", Q10, "two heads (d_k = 8), 250 steps: held-out MSE",
           _q10_held_out_mse(2), "<", 0.005),
-    Claim("q10-one-head", Q10, "one head (d_k = 16), 250 steps: held-out MSE",
+    legacy_claim("q10-one-head", Q10, "one head (d_k = 16), 250 steps: held-out MSE",
           _q10_held_out_mse(1), ">", 0.03),
 ]  # fmt: skip
 
@@ -743,46 +726,46 @@ def _q12_qk_norm(kind: str) -> Callable[[int], float]:
     return measure
 
 
-CLAIMS += [
-    Claim("q12-variance", Q12, "largest deviation of Var(q·k)/d_k from 1, d_k = 16…1024",
+LEGACY += [
+    legacy_claim("q12-variance", Q12, "largest deviation of Var(q·k)/d_k from 1, d_k = 16…1024",
           _q12_worst_variance, "<", 0.1, Q12_SEEDS),
-    Claim("q12-unscaled-peak", Q12, "unscaled: mean largest weight at d_k = 512",
+    legacy_claim("q12-unscaled-peak", Q12, "unscaled: mean largest weight at d_k = 512",
           _q12_sharpness(512, 1.0, 0), ">", 0.8, Q12_SEEDS),
-    Claim("q12-scaled-peak", Q12, "1/√d_k: mean largest weight at d_k = 512",
+    legacy_claim("q12-scaled-peak", Q12, "1/√d_k: mean largest weight at d_k = 512",
           _q12_sharpness(512, 512**-0.5, 0), "<", 0.3, Q12_SEEDS),
-    Claim("q12-scaled-width-spread", Q12, "1/√d_k: max / min of the mean largest weight over d_k",
+    legacy_claim("q12-scaled-width-spread", Q12, "1/√d_k: max / min of the mean largest weight over d_k",
           _q12_width_spread, "<", 1.2, Q12_SEEDS),
-    Claim("q12-inverse-dk-entropy", Q12, "1/d_k: entropy at d_k = 512 (log 64 = 4.159 nats)",
+    legacy_claim("q12-inverse-dk-entropy", Q12, "1/d_k: entropy at d_k = 512 (log 64 = 4.159 nats)",
           _q12_sharpness(512, 1 / 512, 1), ">", 0.99 * math.log(64), Q12_SEEDS),
-    Claim("q12-logit-grad-512", Q12, "median ‖∂L/∂s‖, scaled / unscaled, d_k = 512",
+    legacy_claim("q12-logit-grad-512", Q12, "median ‖∂L/∂s‖, scaled / unscaled, d_k = 512",
           _q12_logit_grad_ratio(512), ">", 30, Q12_SEEDS),
-    Claim("q12-logit-grad-1024", Q12, "median ‖∂L/∂s‖, scaled / unscaled, d_k = 1024",
+    legacy_claim("q12-logit-grad-1024", Q12, "median ‖∂L/∂s‖, scaled / unscaled, d_k = 1024",
           _q12_logit_grad_ratio(1024), ">", 300, Q12_SEEDS),
-    Claim("q12-zeros-unscaled", Q12, "unscaled, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
+    legacy_claim("q12-zeros-unscaled", Q12, "unscaled, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
           _q12_exact_zeros(1.0), ">", 0, Q12_SEEDS),
-    Claim("q12-zeros-scaled", Q12, "1/√d_k, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
+    legacy_claim("q12-zeros-scaled", Q12, "1/√d_k, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
           _q12_exact_zeros(1024**-0.5), "<=", 0, Q12_SEEDS),
-    Claim("q12-query-grad-16", Q12, "median ‖∂L/∂q‖, scaled / unscaled, d_k = 16",
+    legacy_claim("q12-query-grad-16", Q12, "median ‖∂L/∂q‖, scaled / unscaled, d_k = 16",
           _q12_query_grad_ratio(16), "<", 0.5, Q12_SEEDS),
-    Claim("q12-query-grad-1024", Q12, "median ‖∂L/∂q‖, scaled / unscaled, d_k = 1024",
+    legacy_claim("q12-query-grad-1024", Q12, "median ‖∂L/∂q‖, scaled / unscaled, d_k = 1024",
           _q12_query_grad_ratio(1024), ">", 5, Q12_SEEDS),
-    Claim("q12-folded", Q12, "largest change of the output when the factor is folded into W_Q",
+    legacy_claim("q12-folded", Q12, "largest change of the output when the factor is folded into W_Q",
           _q12_folding("folded"), "<", 1e-5, Q12_SEEDS),
-    Claim("q12-dropped", Q12, "largest change of the output when the factor is dropped",
+    legacy_claim("q12-dropped", Q12, "largest change of the output when the factor is dropped",
           _q12_folding("dropped"), ">", 0.1, Q12_SEEDS),
-    Claim("q12-folded-grad", Q12, "relative error of grad folded = √d_k · grad scaled",
+    legacy_claim("q12-folded-grad", Q12, "relative error of grad folded = √d_k · grad scaled",
           _q12_folding("grad_error"), "<", 1e-5, Q12_SEEDS),
-    Claim("q12-init-equal", Q12, "equal inits: deviation of Var(logits)/d_k from 1 (d_k = 64)",
+    legacy_claim("q12-init-equal", Q12, "equal inits: deviation of Var(logits)/d_k from 1 (d_k = 64)",
           _q12_init_variance(t5=False), "<", 0.15, Q12_SEEDS),
-    Claim("q12-init-t5", Q12, "T5's init: deviation of Var(logits) from 1 (d_k = 64)",
+    legacy_claim("q12-init-t5", Q12, "T5's init: deviation of Var(logits) from 1 (d_k = 64)",
           _q12_init_variance(t5=True), "<", 0.15, Q12_SEEDS),
-    Claim("q12-grown-plain", Q12, "plain scaled attention, q and k grown ×4: entropy (nats)",
+    legacy_claim("q12-grown-plain", Q12, "plain scaled attention, q and k grown ×4: entropy (nats)",
           _q12_qk_norm("plain"), "<", 0.5, Q12_SEEDS),
-    Claim("q12-qk-norm-gain", Q12, "QK-norm: entropy at gain 1 − entropy at gain 4 (nats)",
+    legacy_claim("q12-qk-norm-gain", Q12, "QK-norm: entropy at gain 1 − entropy at gain 4 (nats)",
           _q12_qk_norm("gain"), ">", 2, Q12_SEEDS),
-    Claim("q12-qk-norm-d-growth", Q12, "QK-norm: size of ∂H/∂growth (nats)",
+    legacy_claim("q12-qk-norm-d-growth", Q12, "QK-norm: size of ∂H/∂growth (nats)",
           _q12_qk_norm("d_growth"), "<", 1e-3, Q12_SEEDS),
-    Claim("q12-qk-norm-d-gain", Q12, "QK-norm: ∂H/∂gain at gain 1 (nats)",
+    legacy_claim("q12-qk-norm-d-gain", Q12, "QK-norm: ∂H/∂gain at gain 1 (nats)",
           _q12_qk_norm("d_gain"), "<", -1, Q12_SEEDS),
 ]  # fmt: skip
 
@@ -822,20 +805,20 @@ def _q16_leak(key: str) -> Callable[[int], float]:
     return measure
 
 
-CLAIMS += [
-    Claim("q16-leak-accuracy", Q16, "hidden by attention mask, 40 steps: accuracy − Bayes accuracy",
+LEGACY += [
+    legacy_claim("q16-leak-accuracy", Q16, "hidden by attention mask, 40 steps: accuracy − Bayes accuracy",
           _q16_leak("accuracy"), ">", 0.03, Q16_SEEDS),
-    Claim("q16-leak-loss", Q16, "hidden by attention mask: Bayes loss − model loss (nats)",
+    legacy_claim("q16-leak-loss", Q16, "hidden by attention mask: Bayes loss − model loss (nats)",
           _q16_leak("loss"), ">", 0.05, Q16_SEEDS),
-    Claim("q16-40-vs-5", Q16, "150 steps: accuracy at 40% − accuracy at 5%",
+    legacy_claim("q16-40-vs-5", Q16, "150 steps: accuracy at 40% − accuracy at 5%",
           _q16_gap(0.4, 0.05), ">", 0.3, Q16_SEEDS),
-    Claim("q16-15-vs-5", Q16, "150 steps: accuracy at 15% − accuracy at 5%",
+    legacy_claim("q16-15-vs-5", Q16, "150 steps: accuracy at 15% − accuracy at 5%",
           _q16_gap(0.15, 0.05), ">", 0.15, Q16_SEEDS),
-    Claim("q16-40-vs-15", Q16, "150 steps: accuracy at 40% − accuracy at 15%",
+    legacy_claim("q16-40-vs-15", Q16, "150 steps: accuracy at 40% − accuracy at 15%",
           _q16_gap(0.4, 0.15), ">", 0.0, Q16_SEEDS),
-    Claim("q16-40-vs-80", Q16, "150 steps: accuracy at 40% − accuracy at 80%",
+    legacy_claim("q16-40-vs-80", Q16, "150 steps: accuracy at 40% − accuracy at 80%",
           _q16_gap(0.4, 0.8), ">", 0.05, Q16_SEEDS),
-    Claim("q16-below-bayes", Q16, "input hiding: largest accuracy − Bayes accuracy over the rates",
+    legacy_claim("q16-below-bayes", Q16, "input hiding: largest accuracy − Bayes accuracy over the rates",
           _q16_above_bayes, "<", 0.02, Q16_SEEDS),
 ]  # fmt: skip
 
@@ -880,26 +863,26 @@ def _q17_probe(pooling: str, field: str) -> Callable[[int], float]:
                                 field)  # fmt: skip
 
 
-CLAIMS += [
-    Claim("q17-finetuned-cls", Q17, "fine-tuned, 60 steps: accuracy with [CLS] + pooler",
+LEGACY += [
+    legacy_claim("q17-finetuned-cls", Q17, "fine-tuned, 60 steps: accuracy with [CLS] + pooler",
           _q17_accuracy("cls", False), ">", 0.95, Q17_SEEDS),
-    Claim("q17-finetuned-mean", Q17, "fine-tuned, 60 steps: accuracy with mean pooling",
+    legacy_claim("q17-finetuned-mean", Q17, "fine-tuned, 60 steps: accuracy with mean pooling",
           _q17_accuracy("mean", False), ">", 0.95, Q17_SEEDS),
-    Claim("q17-frozen-cls", Q17, "frozen random encoder: linear-probe accuracy on [CLS]",
+    legacy_claim("q17-frozen-cls", Q17, "frozen random encoder: linear-probe accuracy on [CLS]",
           _q17_accuracy("cls", True), "<", 0.6, Q17_SEEDS),
-    Claim("q17-frozen-mean", Q17, "frozen random encoder: linear-probe accuracy on the mean",
+    legacy_claim("q17-frozen-mean", Q17, "frozen random encoder: linear-probe accuracy on the mean",
           _q17_accuracy("mean", True), ">", 0.9, Q17_SEEDS),
-    Claim("q17-attention-trained", Q17, "fine-tuned: [CLS] weight per A/B token ÷ per distractor",
+    legacy_claim("q17-attention-trained", Q17, "fine-tuned: [CLS] weight per A/B token ÷ per distractor",
           _q17_attention_ratio(False), ">", 1.3, Q17_SEEDS),
-    Claim("q17-attention-untrained", Q17, "untrained: |weight ratio A/B ÷ distractor − 1|",
+    legacy_claim("q17-attention-untrained", Q17, "untrained: |weight ratio A/B ÷ distractor − 1|",
           _q17_attention_ratio(True), "<", 0.2, Q17_SEEDS),
-    Claim("q17-frozen-cls-fitted", Q17,
+    legacy_claim("q17-frozen-cls-fitted", Q17,
           "frozen random encoder: probe fitted on standardised [CLS] features, accuracy",
           _q17_probe("cls", "accuracy"), ">", 0.95, Q17_SEEDS),
-    Claim("q17-frozen-cls-varying", Q17,
+    legacy_claim("q17-frozen-cls-varying", Q17,
           "frozen random encoder: share of the [CLS] vector that varies between sequences",
           _q17_probe("cls", "varying_share"), "<", 1e-3, Q17_SEEDS),
-    Claim("q17-frozen-mean-varying", Q17,
+    legacy_claim("q17-frozen-mean-varying", Q17,
           "frozen random encoder: share of the mean-pooled vector that varies",
           _q17_probe("mean", "varying_share"), ">", 0.05, Q17_SEEDS),
 ]  # fmt: skip
@@ -929,16 +912,16 @@ def _q20(key: str) -> Callable[[int], float]:
     return lambda seed: picks[key](_q20_results(seed))
 
 
-CLAIMS += [
-    Claim("q20-windows", Q20, "sliding windows (mean or max): lowest accuracy over positions",
+LEGACY += [
+    legacy_claim("q20-windows", Q20, "sliding windows (mean or max): lowest accuracy over positions",
           _q20("windows"), ">", 0.95),
-    Claim("q20-kept", Q20, "truncation with the evidence kept: lowest accuracy",
+    legacy_claim("q20-kept", Q20, "truncation with the evidence kept: lowest accuracy",
           _q20("kept"), ">", 0.95),
-    Claim("q20-head-end", Q20, "head truncation, evidence at the end: accuracy",
+    legacy_claim("q20-head-end", Q20, "head truncation, evidence at the end: accuracy",
           _q20("head-end"), "<", 0.65),
-    Claim("q20-tail-start", Q20, "tail truncation, evidence at the start: accuracy",
+    legacy_claim("q20-tail-start", Q20, "tail truncation, evidence at the start: accuracy",
           _q20("tail-start"), "<", 0.65),
-    Claim("q20-head-tail-middle", Q20, "head+tail truncation, evidence in the middle: accuracy",
+    legacy_claim("q20-head-tail-middle", Q20, "head+tail truncation, evidence in the middle: accuracy",
           _q20("head+tail-middle"), "<", 0.65),
 ]  # fmt: skip
 
@@ -953,10 +936,10 @@ def _q26_bag_of_words(task: str) -> Callable[[int], float]:
     return lambda seed: bag_of_words_accuracy(task, seed)
 
 
-CLAIMS += [
-    Claim("q26-nsp-bag-of-words", Q26, "bag of words on NSP: held-out accuracy",
+LEGACY += [
+    legacy_claim("q26-nsp-bag-of-words", Q26, "bag of words on NSP: held-out accuracy",
           _q26_bag_of_words("nsp"), ">", 0.7),
-    Claim("q26-sop-bag-of-words", Q26, "bag of words on SOP: held-out accuracy",
+    legacy_claim("q26-sop-bag-of-words", Q26, "bag of words on SOP: held-out accuracy",
           _q26_bag_of_words("sop"), "<", 0.6),
 ]  # fmt: skip
 
@@ -974,8 +957,8 @@ def _q25(seed: int) -> dict[str, list[float]]:
     return locality_experiment(seed)
 
 
-CLAIMS += [
-    Claim(
+LEGACY += [
+    legacy_claim(
         "q21-positions-needed",
         "q21_positional_encodings",
         "offset copy at the training length (16): accuracy of the worst model with positions "
@@ -987,7 +970,7 @@ CLAIMS += [
         0.4,
         seeds=tuple(range(5)),
     ),
-    Claim(
+    legacy_claim(
         "q21-sinusoidal-at-4x",
         "q21_positional_encodings",
         "sinusoidal model trained on 16 tokens: copy accuracy at 64 tokens",
@@ -996,7 +979,7 @@ CLAIMS += [
         0.6,
         seeds=tuple(range(5)),
     ),
-    Claim(
+    legacy_claim(
         "q21-rope-vs-sinusoidal-at-2x",
         "q21_positional_encodings",
         "copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal",
@@ -1005,7 +988,7 @@ CLAIMS += [
         0.2,
         seeds=tuple(range(5)),
     ),
-    Claim(
+    legacy_claim(
         "q25-small-data-gap",
         "q25_weaknesses",
         "window-sum tagging with 8 training sequences: accuracy of the convolution minus "
@@ -1015,7 +998,7 @@ CLAIMS += [
         0.2,
         seeds=tuple(range(5)),
     ),
-    Claim(
+    legacy_claim(
         "q25-small-data-window-gap",
         "q25_weaknesses",
         "same, windowed attention (window 1) minus full attention",
@@ -1024,7 +1007,7 @@ CLAIMS += [
         0.2,
         seeds=tuple(range(5)),
     ),
-    Claim(
+    legacy_claim(
         "q25-gap-narrows",
         "q25_weaknesses",
         "convolution minus full attention: the gap with 512 sequences minus the gap with 8",
@@ -1039,55 +1022,75 @@ CLAIMS += [
 ]
 
 
+def all_claims() -> dict[str, list[Claim]]:
+    """Chapter number -> its claims, from the experiment modules (and ``LEGACY``)."""
+    found: dict[str, list[Claim]] = {}
+    for module in modules():
+        number = module.__name__.rsplit(".", 1)[1].split("_", 1)[0]
+        for claim in module.CLAIMS.values():
+            if claim.number != number:
+                raise ValueError(f"{claim.id} is declared in {module.__name__}")
+            found.setdefault(number, []).append(claim)
+    for claim in LEGACY:
+        found.setdefault(claim.number, []).append(claim)
+    ids = [c.id for cs in found.values() for c in cs]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"duplicate claim ids: {sorted(i for i in ids if ids.count(i) > 1)}")
+    return dict(sorted(found.items()))
+
+
 def run(claim: Claim) -> dict:
     """Measure ``claim`` over its seeds; the record stored in the JSON file."""
     values = []
     for seed in claim.seeds:
-        qkv.seed_everything(seed)
-        with torch.random.fork_rng():
+        with qkv.reproducible(seed):
             values.append(float(claim.measure(seed)))
     return {**claim.declaration(), "values": values}
+
+
+def read(number: str) -> dict[str, dict]:
+    """The stored records of chapter ``number`` (claim id -> record)."""
+    path = ROBUSTNESS_DIR / f"{number}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def page(results: dict[str, dict]) -> str:
-    """The Markdown page for ``results`` (claim id -> record), grouped by chapter."""
+def page(claims: dict[str, list[Claim]]) -> str:
+    """The Markdown page for every chapter's stored records, in chapter order."""
     lines = [
         "# Robustness: every seed-dependent claim over many seeds",
         "",
-        "Each chapter runs its experiments with one fixed seed and asserts a margin. The",
-        "table below reruns the same code (a function in `qkv`) over several seeds, so you can",
-        "check that the asserted margin holds for every seed tried, and see how far the",
-        "chapter's own seed sits from the rest. Regenerate it with",
-        "`python benchmarks/robustness.py` (minutes on a laptop CPU); the test suite checks",
-        "that every value listed satisfies its margin.",
+        "Each chapter runs its experiments with one fixed seed and checks a claim. The",
+        "table below reruns the same code (the chapter's module in `qkv.experiments`) over",
+        "several seeds, so you can check that the claimed margin holds for every seed tried,",
+        "and see how far the chapter's own seed sits from the rest. Every run uses one torch",
+        "thread, as the chapters do, so the chapter's column is the number its page prints on",
+        "a CPU. Regenerate it with `python benchmarks/robustness.py` (minutes on a laptop",
+        "CPU); the test suite checks that every value listed satisfies its margin.",
         "",
     ]
-    by_chapter: dict[str, list[tuple[str, dict]]] = {}
-    for claim_id, record in results.items():
-        by_chapter.setdefault(record["chapter"], []).append((claim_id, record))
-    for chapter in sorted(by_chapter):
-        number = chapter.split("_", 1)[0]
+    for number, chapter_claims in claims.items():
+        records = read(number)
+        chapter = _chapter(number)
         lines += [
             f"({'robustness-' + number})=",
-            f"## Q{int(number[1:])}: {{doc}}`../chapters/{_part(chapter)}/{chapter}`",
+            f"## Q{int(number[1:])}: {{doc}}`../chapters/{chapter.parent.name}/{chapter.stem}`",
             "",
             "| claim | asserted | seeds | min | median | max | chapter's seed |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: |",
         ]
-        for claim_id, r in by_chapter[chapter]:
+        for claim in chapter_claims:
+            r = records.get(claim.id)
+            if r is None:
+                raise LookupError(f"{claim.id}: no values; run the script for {number}")
             values = r["values"]
-            own = (
-                values[r["seeds"].index(r["chapter_seed"])]
-                if r["chapter_seed"] in r["seeds"]
-                else float("nan")
-            )
+            own = values[r["seeds"].index(r["chapter_seed"])]
             seeds = f"{r['seeds'][0]}–{r['seeds'][-1]} ({len(r['seeds'])})"
             lines.append(
-                f"| {r['text']} (`{claim_id}`) | {r['op']} {_fmt(r['margin'])} | {seeds} | "
+                f"| {r['text']} (`{claim.id}`) | {r['op']} {_fmt(r['margin'])} | {seeds} | "
                 f"{_fmt(min(values))} | {_fmt(statistics.median(values))} | "
                 f"{_fmt(max(values))} | {_fmt(own)} |"
             )
@@ -1095,12 +1098,12 @@ def page(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _part(chapter: str) -> str:
-    """The chapter's folder under chapters/ (attention, transformer or bert)."""
-    matches = list((ROOT / "chapters").glob(f"*/{chapter}.ipynb"))
+def _chapter(number: str) -> Path:
+    """The notebook of chapter ``number`` (e.g. ``q03``)."""
+    matches = list((ROOT / "chapters").glob(f"*/{number}_*.ipynb"))
     if len(matches) != 1:
-        raise FileNotFoundError(f"no single notebook chapters/*/{chapter}.ipynb")
-    return matches[0].parent.name
+        raise FileNotFoundError(f"no single notebook chapters/*/{number}_*.ipynb")
+    return matches[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1108,34 +1111,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "chapters", nargs="*", help="chapter numbers to rerun, e.g. q03 (default: all)"
     )
+    parser.add_argument("--page", action="store_true", help="only rewrite the page")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    fresh: dict[str, dict] = {}
-    for claim in CLAIMS:
-        if args.chapters and claim.number not in args.chapters:
+    claims = all_claims()
+    for number, chapter_claims in claims.items():
+        if args.page or (args.chapters and number not in args.chapters):
             continue
-        start = time.perf_counter()
-        fresh[claim.id] = run(claim)
-        values = fresh[claim.id]["values"]
-        bad = [
-            s
-            for s, v in zip(claim.seeds, values, strict=True)
-            if not holds(claim.op, v, claim.margin)
-        ]
-        print(
-            f"{claim.id}: min {min(values):.4g} median {statistics.median(values):.4g} "
-            f"max {max(values):.4g} ({time.perf_counter() - start:.0f} s)"
-            + (f"  MARGIN FAILS for seeds {bad}" if bad else "")
-        )
-    # Read the stored records only now, so that runs for other chapters that finished
-    # meanwhile are kept.
-    results = json.loads(JSON_PATH.read_text(encoding="utf-8")) if JSON_PATH.exists() else {}
-    order = {c.id: i for i, c in enumerate(CLAIMS)}
-    results = {k: v for k, v in {**results, **fresh}.items() if k in order}  # drop removed
-    results = dict(sorted(results.items(), key=lambda kv: order[kv[0]]))
-    JSON_PATH.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    PAGE_PATH.write_text(page(results), encoding="utf-8")
-    print(f"wrote {JSON_PATH.relative_to(ROOT)} and {PAGE_PATH.relative_to(ROOT)}")
+        fresh = {}
+        for claim in chapter_claims:
+            start = time.perf_counter()
+            fresh[claim.id] = record = run(claim)
+            values = record["values"]
+            bad = [s for s, v in zip(claim.seeds, values, strict=True) if not claim.holds(v)]
+            print(
+                f"{claim.id}: min {min(values):.4g} median {statistics.median(values):.4g} "
+                f"max {max(values):.4g} ({time.perf_counter() - start:.0f} s)"
+                + (f"  MARGIN FAILS for seeds {bad}" if bad else "")
+            )
+        path = ROBUSTNESS_DIR / f"{number}.json"
+        path.write_text(json.dumps(fresh, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
+    for stale in set(p.stem for p in ROBUSTNESS_DIR.glob("q*.json")) - set(claims):
+        (ROBUSTNESS_DIR / f"{stale}.json").unlink()
+    PAGE_PATH.write_text(page(claims), encoding="utf-8")
+    print(f"wrote {PAGE_PATH.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

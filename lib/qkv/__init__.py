@@ -33,6 +33,8 @@ from __future__ import annotations
 import importlib
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
@@ -40,7 +42,7 @@ import torch
 
 __version__ = "0.1.0"
 
-__all__ = ["device", "seed_everything", "__version__"]
+__all__ = ["device", "reproducible", "seed_everything", "__version__"]
 
 # The submodules load on first use (PEP 562), so `import qkv` stays cheap and
 # `qkv.quiz.show(...)` or `qkv.masks.causal_mask(...)` work without extra imports.
@@ -48,7 +50,8 @@ __all__ = ["device", "seed_everything", "__version__"]
 _SUBMODULES = frozenset(
     {
         "additive", "attention", "bert", "bpe", "chunked", "complexity", "data", "din",
-        "exercises", "explanation", "gpt", "heads", "inductive_bias", "kernel_regression",
+        "exercises", "experiments", "explanation", "glue", "gpt", "heads", "inductive_bias",
+        "kernel_regression",
         "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
         "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
         "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
@@ -95,3 +98,39 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def reproducible(seed: int | None = None, *, threads: int = 1) -> Iterator[None]:
+    """Run a block with ``threads`` torch threads (and ``seed``), then restore the caller's.
+
+    On CPU a matrix product or a reduction split over more threads adds its terms in
+    another order, so a training run's numbers depend on the thread count. Inside this
+    context they do not: the same code prints the same numbers under ``make book``,
+    ``make test``, Jupyter or Colab (bit for bit on one CPU type; on a GPU or another
+    CPU only within the spreads of the robustness page). On exit the caller's thread
+    count, default dtype and Python, NumPy and torch (CPU and CUDA) random states are
+    restored, so an experiment never changes its caller's global state.
+    Used in: every function of :mod:`qkv.experiments`.
+    """
+    from qkv._checks import check_int
+
+    threads = check_int("threads", threads, 1)
+    saved_threads = torch.get_num_threads()
+    saved_dtype = torch.get_default_dtype()
+    py_state, np_state = random.getstate(), np.random.get_state()
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    cuda_states = torch.cuda.get_rng_state_all() if cuda else None
+    with torch.random.fork_rng(devices=[]):  # restores the CPU generator
+        torch.set_num_threads(threads)
+        try:
+            if seed is not None:
+                seed_everything(seed)
+            yield
+        finally:
+            torch.set_num_threads(saved_threads)
+            torch.set_default_dtype(saved_dtype)
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+            if cuda_states is not None:
+                torch.cuda.set_rng_state_all(cuda_states)
