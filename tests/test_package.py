@@ -156,7 +156,7 @@ def test_dependencies_run_one_way():
                 outside = _reach(graph, target) - FOUNDATION
                 if _top(target) not in FOUNDATION and outside:
                     problems.append(f"{module} imports {target}, which reaches {sorted(outside)}")
-        if top == "exercises" and targets & NOT_FOR_EXERCISES:
+        if top in ("exercises", "experiments") and targets & NOT_FOR_EXERCISES:
             problems.append(f"{module} imports {sorted(targets & NOT_FOR_EXERCISES)}")
     assert not problems, "the dependency rule of conventions.md is broken:\n" + "\n".join(problems)
 
@@ -198,3 +198,30 @@ def test_bert_and_models_do_not_import_each_other():
     assert qkv.models.Bert is qkv.bert.Bert
     assert "__getattr__" not in vars(qkv.models), "re-export with a plain import, visible to dir()"
     assert "Bert" in dir(qkv.models)
+
+
+# Modules that only re-export names defined elsewhere, for readers of older chapters.
+REEXPORT_MODULES = {"qkv.models", "qkv.data", "qkv.tokenization"}
+# The top level keeps reusable modules; chapter experiments live in qkv.experiments.
+EXPERIMENT_PATTERN = "qkv.experiments.q"
+
+
+def test_nothing_in_qkv_imports_through_a_reexport_module():
+    importers = sorted(
+        f"{module} imports {target}"
+        for module, imported in _qkv_graph().items()
+        for target in imported & REEXPORT_MODULES
+        if module not in REEXPORT_MODULES
+    )
+    assert not importers, "import from the defining module instead:\n" + "\n".join(importers)
+
+
+def test_reusable_modules_do_not_import_chapter_experiments():
+    offenders = sorted(
+        f"{module} imports {target}"
+        for module, imported in _qkv_graph().items()
+        if not module.startswith("qkv.experiments")
+        for target in imported
+        if target.startswith(EXPERIMENT_PATTERN)
+    )
+    assert not offenders, "a reusable module must not depend on a chapter:\n" + "\n".join(offenders)
