@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from qkv._checks import check_attention_mask, check_finite_result, check_int, check_qkv
-from qkv.masks import _masked_softmax
+from qkv.masks import masked_softmax
 
 __all__ = ["additive_attention", "AdditiveAttention"]
 
@@ -55,7 +55,7 @@ def additive_attention(
     q_hidden = (q @ w_q.T).unsqueeze(-2)  # (..., n, d_q) -> (..., n, 1, d_hidden)
     k_hidden = (k @ w_k.T).unsqueeze(-3)  # (..., m, d_k) -> (..., 1, m, d_hidden)
     scores = torch.tanh(q_hidden + k_hidden) @ w  # (..., n, m, d_hidden) -> (..., n, m)
-    weights = _masked_softmax(scores, mask)
+    weights = masked_softmax(scores, mask)
     out = weights @ v  # (..., n, m) @ (..., m, d_v) -> (..., n, d_v)
     check_finite_result(out, q=q, k=k, v=v, mask=mask)
     return out, weights

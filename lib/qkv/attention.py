@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from qkv._checks import check_attention_mask, check_finite_result, check_qkv, check_scale
 from qkv.additive import AdditiveAttention, additive_attention
 from qkv.chunked import chunked_attention
-from qkv.masks import _empty_rows, _let_empty_rows_attend, _masked_softmax
+from qkv.masks import empty_rows, masked_softmax
 
 __all__ = [
     "scaled_dot_product_attention",
@@ -104,7 +104,7 @@ def scaled_dot_product_attention(
     if return_weights:  # the reference path
         # Scale q before the product, not the scores after: q k^T can overflow float16.
         scores = (q * scale) @ k.transpose(-2, -1)  # (..., n, d_k) @ (..., d_k, m) -> (..., n, m)
-        weights = _masked_softmax(scores, mask)
+        weights = masked_softmax(scores, mask)
         if dropout_p > 0:
             weights = F.dropout(weights, dropout_p)
         out = weights @ v  # (..., n, m) @ (..., m, d_v) -> (..., n, d_v)
@@ -113,13 +113,15 @@ def scaled_dot_product_attention(
     if mask is None:  # nothing to guard: hand over to torch at once
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
     else:
-        empty = _empty_rows(mask)
+        empty = empty_rows(mask)
         # Most masks leave no row empty: then skip two passes (over the mask and the
         # output). The test itself is a host sync on CUDA, like the finiteness check.
         if not empty.any():
             out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p, scale=scale)
         else:
-            mask = _let_empty_rows_attend(mask, empty)
+            # torch's kernel, like a plain softmax, may give NaN for a row with no allowed key
+            # (older versions did): let such rows attend everywhere, then zero them.
+            mask = mask | empty if mask.dtype == torch.bool else mask.masked_fill(empty, 0.0)
             out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p, scale=scale)
             out = out.masked_fill(empty, 0.0)
     check_finite_result(out, q=q, k=k, v=v, mask=mask)

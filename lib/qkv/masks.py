@@ -44,6 +44,8 @@ __all__ = [
     "to_additive",
     "to_torch_key_padding_mask",
     "masked_mean",
+    "masked_softmax",
+    "empty_rows",
 ]
 
 
@@ -228,34 +230,47 @@ def _check_bool(mask: torch.Tensor, name: str) -> None:
 
 
 # ---------------------------------------------------------------- applying a mask to scores
-# Private helpers of qkv.attention and qkv.additive (a mask here is already validated).
 
 
-def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax over the key axis (-1) of ``scores (..., n, m)``; masked keys get weight 0."""
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the keys (the last axis) of ``scores``, where masked keys get weight 0.
+
+    The name is d2l's; the mask follows the book's convention (``True`` = may attend).
+    Masking before the softmax renormalises over the allowed keys only. A query row with
+    no allowed key gets all-zero weights, never NaN.
+
+    Args:
+        scores: ``(..., n, m)`` floating scores.
+        mask: ``None``; bool, ``True`` = may attend; or float, added to the scores, where
+            ``-inf`` or ``finfo.min`` means masked. It must broadcast to ``scores``.
+
+    Returns:
+        ``(..., n, m)`` weights, each row summing to 1 or, with no allowed key, to 0.
+
+    Used in: Q2, Q7, Q8.
+    """
     if mask is None:
         return scores.softmax(dim=-1)
-    empty = _empty_rows(mask)
-    mask = _let_empty_rows_attend(mask, empty)
+    empty = empty_rows(mask)
     if mask.dtype == torch.bool:  # finfo.min, not -1e9: -1e9 overflows float16
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        scores = scores.masked_fill(~(mask | empty), torch.finfo(scores.dtype).min)
     else:
-        scores = scores + mask
-    # Masking before the softmax renormalises over the allowed keys only.
+        scores = scores + mask.masked_fill(empty, 0.0)
     return scores.softmax(dim=-1).masked_fill(empty, 0.0)
 
 
-def _empty_rows(mask: torch.Tensor) -> torch.Tensor:
-    """``(..., n, 1)`` bool: True for the query rows in which no key is allowed."""
+def empty_rows(mask: torch.Tensor) -> torch.Tensor:
+    """Which query rows of a mask ``(..., n, m)`` allow no key at all.
+
+    Such a row is a softmax over nothing, 0/0 = NaN in a plain softmax, so attention
+    treats it apart (zero output and weights).
+
+    Args:
+        mask: bool (``True`` = may attend) or float (``-inf`` or ``finfo.min`` = masked).
+
+    Returns:
+        ``(..., n, 1)`` bool, ``True`` for a row in which every key is masked.
+    """
     if mask.dtype == torch.bool:
         return ~mask.any(dim=-1, keepdim=True)
     return (mask <= torch.finfo(mask.dtype).min).all(dim=-1, keepdim=True)
-
-
-def _let_empty_rows_attend(mask: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
-    # An empty row is softmax over all -inf = 0/0 = NaN (in a plain softmax and in older
-    # torch kernels), in the output and its gradient. Letting it attend everywhere is a
-    # harmless computation instead, whose result the caller then zeroes.
-    if mask.dtype == torch.bool:
-        return mask | empty
-    return mask.masked_fill(empty, 0.0)
