@@ -143,12 +143,18 @@ def check_scale(scale: object, d_k: int) -> float:
 
 
 def check_attention_mask(
-    mask: object, key_padding_mask: object, q_shape: torch.Size, m: int, dtype: torch.dtype
+    mask: object,
+    key_padding_mask: object,
+    q_shape: torch.Size,
+    m: int,
+    dtype: torch.dtype,
+    device: torch.device | None = None,
 ) -> Tensor | None:
     """Validate ``mask`` and ``key_padding_mask`` against the scores ``(..., n, m)``.
 
-    Returns one mask (bool, or float cast to ``dtype``) that is 2-D ``(n, m)`` or of the
-    scores' rank, combining the two by AND; ``None`` when both are ``None``.
+    Returns one mask (bool, or float in ``dtype``, where ``-inf`` and ``finfo(dtype).min``
+    mean masked) that is 2-D ``(n, m)`` or of the scores' rank, combining the two by AND;
+    ``None`` when both are ``None``. Both masks must be on ``device`` (that of q), when it is given.
     """
     rank, n = len(q_shape), q_shape[-2]
     scores = (*q_shape[:-2], n, m)
@@ -176,8 +182,15 @@ def check_attention_mask(
                 f"mask must be 2-D (n, m) = {(n, m)} or have the scores' rank {rank} with each "
                 f"axis of size 1 or of the scores' size {scores}, got {shape}; {_PADDING_HINT}"
             )
-        if mask.dtype != torch.bool:
-            mask = mask.to(dtype)
+        if device is not None and mask.device != device:  # chunked ignored a meta mask
+            raise ValueError(f"mask must be on q's device {device}, got a mask on {mask.device}")
+        if mask.dtype not in (torch.bool, dtype):
+            # Masked entries (-inf, or at most finfo.min of the mask's own dtype: a float16
+            # mask's -65504 is an ordinary value in float32) stay masked: -inf in `dtype`.
+            # A mask already in `dtype` is kept as it is (no copy): each path reads its
+            # finfo.min entries as masked itself.
+            blocked = mask <= torch.finfo(mask.dtype).min
+            mask = mask.to(dtype).masked_fill_(blocked, float("-inf"))
     if key_padding_mask is None:
         return mask
     pad = key_padding_mask
@@ -187,12 +200,14 @@ def check_attention_mask(
     if rank < 3 or tuple(pad.shape) != (q_shape[0], m):
         expected = (q_shape[0], m) if rank > 2 else "a batch axis in q, k, v"
         raise ValueError(f"key_padding_mask must be (B, m) = {expected}, got {tuple(pad.shape)}")
+    if device is not None and pad.device != device:
+        raise ValueError(f"key_padding_mask must be on q's device {device}, got {pad.device}")
     pad = pad.view(pad.shape[0], *(1,) * (rank - 2), m)  # (B, m) -> (B, 1, ..., 1, m)
     if mask is None:
         return pad
     if mask.dtype == torch.bool:
         return mask & pad
-    return torch.where(pad, mask, torch.finfo(dtype).min)  # a float mask: masked = finfo.min
+    return torch.where(pad, mask, float("-inf"))  # a float mask: masked = -inf, never finite
 
 
 def check_finite_result(out: Tensor, **inputs: Tensor | None) -> None:

@@ -51,7 +51,7 @@ def additive_attention(
     ):
         if tuple(weight.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(weight.shape)}")
-    mask = check_attention_mask(mask, None, q.shape, k.shape[-2], q.dtype)
+    mask = check_attention_mask(mask, None, q.shape, k.shape[-2], q.dtype, q.device)
     q_hidden = (q @ w_q.T).unsqueeze(-2)  # (..., n, d_q) -> (..., n, 1, d_hidden)
     k_hidden = (k @ w_k.T).unsqueeze(-3)  # (..., m, d_k) -> (..., 1, m, d_hidden)
     scores = torch.tanh(q_hidden + k_hidden) @ w  # (..., n, m, d_hidden) -> (..., n, m)

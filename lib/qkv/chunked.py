@@ -61,7 +61,7 @@ def chunked_attention(
             raise ValueError(f"{name} must be a positive int, got {size!r}")
     batch = check_qkv(q, k, v)
     n, m = q.shape[-2], k.shape[-2]
-    full_mask = check_attention_mask(mask, key_padding_mask, q.shape, m, q.dtype)
+    full_mask = check_attention_mask(mask, key_padding_mask, q.shape, m, q.dtype, q.device)
     scale = check_scale(scale, q.shape[-1])
     if full_mask is not None:
         full_mask = full_mask.expand(*full_mask.shape[:-2], n, m)  # a view: blocks slice it
