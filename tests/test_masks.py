@@ -241,3 +241,15 @@ def test_no_module_imports_private_mask_helpers():
     private = re.compile(r"from qkv\.masks import[^\n]*\b_[a-z]")
     offenders = [p.name for p in lib.rglob("*.py") if private.search(p.read_text())]
     assert offenders == []
+
+
+def test_masked_mean_ignores_nan_and_inf_at_padded_positions():
+    x = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0))
+    pad = padding_mask(torch.tensor([2, 0]), 4)
+    dirty = x.clone()
+    dirty[0, 2:] = float("nan")
+    dirty[0, 3, 0] = float("inf")
+    dirty[1] = float("nan")  # no real token at all
+    pooled = masked_mean(dirty, pad)
+    torch.testing.assert_close(pooled[0], x[0, :2].mean(0))
+    assert pooled[1].eq(0).all()

@@ -224,9 +224,12 @@ def masked_mean(x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
     if x.dim() != 3 or pad.shape != x.shape[:2]:
         shapes = f"{tuple(x.shape)} and {tuple(pad.shape)}"
         raise ValueError(f"expected x (B, L, d_model) and pad (B, L), got {shapes}")
-    weights = pad.to(x.dtype).unsqueeze(-1)  # (B, L) -> (B, L, 1)
-    count = weights.sum(dim=1).clamp(min=1)  # (B, 1); an empty sequence divides 0 by 1
-    return (x * weights).sum(dim=1) / count
+    keep = pad.unsqueeze(-1)  # (B, L) -> (B, L, 1)
+    # where(), not a product with 0/1 weights: NaN * 0 = NaN, so a NaN (or inf) at a padded
+    # position would reach the mean. Padded positions must not take part at all.
+    total = torch.where(keep, x, 0.0).sum(dim=1)  # (B, d_model)
+    count = keep.sum(dim=1).clamp(min=1).to(x.dtype)  # (B, 1); an empty sequence: 0 / 1
+    return total / count
 
 
 def _check_bool(mask: torch.Tensor, name: str) -> None:
