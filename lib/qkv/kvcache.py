@@ -32,12 +32,12 @@ class KVCache:
 
     ``m`` is the number of tokens seen so far. A cache is immutable: :meth:`qkv.gpt.GPT.forward`
     returns a new, longer one, so an old cache can be reused (e.g. to branch).
-    ``owner`` is the id of the model that made it.
+    ``owner`` is a token of the model that made it (an object no other model holds).
     """
 
     keys: tuple[Tensor, ...]
     values: tuple[Tensor, ...]
-    owner: int
+    owner: object
 
     @property
     def length(self) -> int:
