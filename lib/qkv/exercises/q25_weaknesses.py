@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from qkv.attention import MultiHeadAttention
 
-from .core import Case, Mismatch, Verdict, run_checks
+from .core import Case, Mismatch, Verdict, kernel_state_kept, run_checks
 
 __all__ = ["check_attention_flops", "measured_attention_flops"]
 
@@ -24,8 +24,9 @@ def measured_attention_flops(n: int, d_model: int, n_heads: int = 1) -> int:
 
     Used in: Q25 (chapters/transformer/q25_weaknesses).
     """
-    layer = MultiHeadAttention(d_model, n_heads)
-    x = torch.zeros(1, n, d_model)
+    with kernel_state_kept():  # the layer's initialisation draws from the global generator
+        layer = MultiHeadAttention(d_model, n_heads)
+    x = torch.zeros(1, n, d_model, dtype=layer.w_q.weight.dtype)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         layer(x, need_weights=True)
     return counter.get_total_flops()
