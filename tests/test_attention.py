@@ -7,6 +7,7 @@ orders); float64 comparisons of two of our own paths ``atol=1e-12``.
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -437,9 +438,14 @@ def test_other_bad_arguments():
     args = _good()
     with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\], got 1.5"):
         scaled_dot_product_attention(**args, dropout_p=1.5)
-    for chunk_size in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+    bad_sizes = ((0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError))
+    for chunk_size, error in bad_sizes:
+        with pytest.raises(error, match="chunk_size must be"):
             chunked_attention(**args, chunk_size=chunk_size)
+    # numpy integers are integers (check_int), as everywhere in qkv
+    torch.testing.assert_close(
+        chunked_attention(**args, chunk_size=np.int64(2)), chunked_attention(**args)
+    )
     q, k, v = args.values()
     with pytest.raises(ValueError, match=r"w_k must have shape \(7, 3\), got \(7, 4\)"):
         additive_attention(q, k, v, torch.randn(7, 3), torch.randn(7, 4), torch.randn(7))
@@ -454,7 +460,7 @@ def test_other_bad_arguments():
     [
         ({"d_model": 36, "n_heads": 5}, "d_model=36 is not a multiple of n_heads=5"),
         ({"d_model": 36, "n_heads": 4, "n_kv_heads": 3}, "n_heads=4 is not a multiple of n_kv"),
-        ({"d_model": 36, "n_heads": 0}, "n_heads must be a positive int, got 0"),
+        ({"d_model": 36, "n_heads": 0}, "n_heads must be >= 1, got 0"),
         ({"d_model": 36, "n_heads": 4, "dropout": -0.1}, r"dropout must be in \[0, 1\]"),
     ],
 )
@@ -708,7 +714,7 @@ def test_chunked_query_blocks_equal_full(query_chunk_size):
             reference(q, k, v, mask)[0],
             **F64,
         )
-    with pytest.raises(ValueError, match="query_chunk_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="query_chunk_size must be >= 1, got 0"):
         chunked_attention(q, k, v, query_chunk_size=0)
 
 
@@ -789,3 +795,14 @@ def test_a_mask_on_another_device_is_refused_clearly():
     with pytest.raises(ValueError, match="key_padding_mask must be on q's device"):
         pad = torch.ones(2, 4, dtype=torch.bool, device="meta")
         chunked_attention(q, k, v, key_padding_mask=pad)
+
+
+def test_additive_attention_names_a_weight_of_the_wrong_type_or_dtype():
+    q, k, v = make_qkv((2,), 3, 4, 3, 5, seed=52)
+    w_q, w_k, w = torch.randn(7, 3), torch.randn(7, 3), torch.randn(7)
+    with pytest.raises(TypeError, match="w must be a Tensor of q's dtype torch.float32, got list"):
+        additive_attention(q, k, v, w_q, w_k, w.tolist())
+    with pytest.raises(TypeError, match="w must be a Tensor of q's dtype .*, got torch.float64"):
+        additive_attention(q, k, v, w_q, w_k, w.double())
+    with pytest.raises(TypeError, match="w_q must be a Tensor of q's dtype"):
+        additive_attention(q, k, v, w_q.half(), w_k, w)

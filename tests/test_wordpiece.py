@@ -168,3 +168,18 @@ def test_basic_tokenize_equals_both_hugging_face_tokenizers_on_adversarial_text(
         if lowercase or unicodedata.normalize("NFC", text) == text:
             assert ours == legacy.tokenize(text), ascii(text)
     assert basic_tokenize("a\x0bb\x85c\x1fd") == ["abcd"]  # controls first, then whitespace
+
+
+@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-1, ValueError), (2.5, TypeError)])
+def test_max_chars_per_word_must_be_a_positive_int(value, error) -> None:
+    with pytest.raises(error, match="max_chars_per_word must be"):
+        WordPieceTokenizer([*SPECIAL_TOKENS, "a"], max_chars_per_word=value)
+
+
+def test_vocab_size_must_be_an_int() -> None:
+    from qkv.bpe import BPETokenizer
+
+    texts = load_corpus("en", "train")[:20]
+    for train in (BPETokenizer.train, WordPieceTokenizer.train):
+        with pytest.raises(TypeError, match="vocab_size must be an int, got float 300.0"):
+            train(texts, 300.0)

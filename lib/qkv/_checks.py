@@ -21,6 +21,7 @@ from torch import Tensor
 __all__ = [
     "check_int",
     "check_positive_ints",
+    "check_number",
     "check_probability",
     "check_ids",
     "check_dim",
@@ -47,6 +48,17 @@ def check_positive_ints(**sizes: object) -> None:
     """Check that every keyword argument is an int >= 1 (a size, a count, a width)."""
     for name, value in sizes.items():
         check_int(name, value, 1)
+
+
+def check_number(name: str, value: object) -> float:
+    """Return a real number (``int``, ``float``, ``numpy.float32``, ...) as a Python float.
+
+    ``bool`` is rejected although it is an ``int`` subclass (``num_cycles=True`` is a
+    bug), and so are strings, tensors and complex numbers, with a ``TypeError``.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
 
 
 def check_probability(**probabilities: object) -> None:

@@ -43,6 +43,10 @@ def additive_attention(
     Used in: Q1, Q2.
     """
     check_qkv(q, k, v, same_d_k=False)
+    for name, weight in (("w_q", w_q), ("w_k", w_k), ("w", w)):
+        if not isinstance(weight, Tensor) or weight.dtype != q.dtype:
+            got = weight.dtype if isinstance(weight, Tensor) else type(weight).__name__
+            raise TypeError(f"{name} must be a Tensor of q's dtype {q.dtype}, got {got}")
     d_hidden = w_q.shape[0] if w_q.dim() == 2 else -1
     for name, weight, shape in (
         ("w_q", w_q, (d_hidden, q.shape[-1])),

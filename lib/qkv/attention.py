@@ -45,7 +45,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qkv._checks import check_attention_mask, check_finite_result, check_qkv, check_scale
+from qkv._checks import (
+    check_attention_mask,
+    check_finite_result,
+    check_positive_ints,
+    check_probability,
+    check_qkv,
+    check_scale,
+)
 from qkv.additive import AdditiveAttention, additive_attention
 from qkv.chunked import chunked_attention
 from qkv.masks import empty_rows, is_masked, masked_softmax
@@ -100,8 +107,7 @@ def scaled_dot_product_attention(
     check_qkv(q, k, v)
     mask = check_attention_mask(mask, key_padding_mask, q.shape, k.shape[-2], q.dtype, q.device)
     scale = check_scale(scale, q.shape[-1])
-    if not 0.0 <= dropout_p <= 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1], got {dropout_p}")
+    check_probability(dropout_p=dropout_p)
     if return_weights:  # the reference path
         # In float32 at least, as the fused kernel: in float16 an allowed score below
         # -65504 would become -inf. Scaling q first keeps q k^T small as well.
@@ -183,13 +189,12 @@ class MultiHeadAttention(nn.Module):
     ) -> None:
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        _check_positive_ints(d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads)
+        check_positive_ints(d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads)
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not a multiple of n_heads={n_heads}")
         if n_heads % n_kv_heads:
             raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        check_probability(dropout=dropout)
         self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
         self.d_k = d_model // n_heads
         self.dropout = dropout
@@ -289,8 +294,3 @@ class MultiHeadAttention(nn.Module):
         mha.load_state_dict(state)
         return mha.train(m.training)
 
-
-def _check_positive_ints(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")

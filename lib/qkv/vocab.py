@@ -108,12 +108,12 @@ class Tokenizer:
 
 def _vocab_by_frequency(counts: Counter, min_freq: int, max_size: int | None) -> list[str]:
     """Special tokens, then tokens seen >= ``min_freq`` times, most frequent first."""
-    if min_freq < 1:
-        raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+    min_freq = check_int("min_freq", min_freq, 1)
     # ties broken alphabetically so that training is deterministic
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     tokens = [t for t, c in ranked if c >= min_freq and t not in SPECIAL_TOKENS]
     if max_size is not None:
+        max_size = check_int("max_size", max_size)
         if max_size <= len(SPECIAL_TOKENS):
             raise ValueError(f"max_size must be > {len(SPECIAL_TOKENS)}, got {max_size}")
         tokens = tokens[: max_size - len(SPECIAL_TOKENS)]

@@ -26,6 +26,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
+from qkv._checks import check_int
 from qkv.bpe import index_pairs, reindex_word
 from qkv.vocab import UNK, Tokenizer, _check_texts, _vocab_by_frequency
 
@@ -134,7 +135,7 @@ class WordPieceTokenizer(Tokenizer):
         super().__init__(list(vocab))
         self.lowercase = lowercase
         self.split_cjk = split_cjk
-        self.max_chars_per_word = max_chars_per_word
+        self.max_chars_per_word = check_int("max_chars_per_word", max_chars_per_word, 1)
         self.merges: list[tuple[str, str]] = []
 
     @classmethod
@@ -158,6 +159,7 @@ class WordPieceTokenizer(Tokenizer):
             texts: training text.
             vocab_size: ``V`` wanted, special tokens and initial symbols included.
         """
+        vocab_size = check_int("vocab_size", vocab_size, 1)
         texts = _check_texts(texts)
         words_of = (basic_tokenize(t, lowercase=lowercase, split_cjk=split_cjk) for t in texts)
         word_counts = Counter(w for words in words_of for w in words)
