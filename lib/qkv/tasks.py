@@ -5,8 +5,9 @@ same seed gives the same batch on every machine. Tensors are made on the CPU,
 batch first; the caller moves them with ``.to(device)``. All of them, and
 :class:`qkv.markov.MarkovLanguage`, are importable from :mod:`qkv.data` too.
 
-All tasks share one table of special token ids; a task's own tokens start at
-:data:`N_SPECIAL`:
+All tasks take their special ids from the book's one table,
+:data:`qkv.vocab.SPECIAL_TOKENS` (the tokenizers use it too); a task's own
+tokens start at :data:`N_SPECIAL`, where a text vocabulary has ``[UNK]``:
 
 =============  ===  ==========================================
 ``PAD_ID``     0    padding, always after the real tokens
@@ -32,6 +33,7 @@ import torch
 
 from qkv._checks import check_int
 from qkv._checks import check_positive_ints as _check_positive
+from qkv.vocab import BOS, CLS, EOS, MASK, PAD, SEP, SPECIAL_TOKENS
 
 __all__ = [
     "PAD_ID",
@@ -53,10 +55,13 @@ __all__ = [
     "long_documents",
 ]
 
-PAD_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = range(6)
+PAD_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = (
+    SPECIAL_TOKENS.index(token) for token in (PAD, BOS, EOS, CLS, SEP, MASK)
+)
 SPECIAL_IDS: tuple[int, ...] = (PAD_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID)
 #: The first id of a task's own tokens (the number of special ids).
 N_SPECIAL = len(SPECIAL_IDS)
+assert SPECIAL_TOKENS[N_SPECIAL] == "[UNK]"  # the one token of the table that tasks never use
 #: ``V`` of :func:`digit_seq2seq`: digit ``d`` has id ``N_SPECIAL + d``.
 DIGIT_VOCAB_SIZE = N_SPECIAL + 10
 
