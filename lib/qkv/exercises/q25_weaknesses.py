@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from qkv.attention import MultiHeadAttention
+from qkv.complexity import count_flops
 
 from .core import Case, Mismatch, Verdict, kernel_state_kept, run_checks
 
@@ -27,9 +27,7 @@ def measured_attention_flops(n: int, d_model: int, n_heads: int = 1) -> int:
     with kernel_state_kept():  # the layer's initialisation draws from the global generator
         layer = MultiHeadAttention(d_model, n_heads)
     x = torch.zeros(1, n, d_model, dtype=layer.w_q.weight.dtype)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        layer(x, need_weights=True)
-    return counter.get_total_flops()
+    return count_flops(lambda: layer(x, need_weights=True))["total"]
 
 
 def _flops_case(n: int, d_model: int, n_heads: int) -> Case:
