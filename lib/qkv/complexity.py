@@ -158,7 +158,7 @@ def median_seconds(
     Returns:
         ``{name: seconds}``.
 
-    Used in: Q23 (through :func:`qkv.kvcache.decode_step_seconds`), benchmarks/attention.py.
+    Used in: benchmarks/attention.py and :func:`qkv.kvcache.decode_step_seconds`.
     """
     repeats = _check_clock(repeats, clock)
     now = time.perf_counter if clock == "wall" else time.process_time

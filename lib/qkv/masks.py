@@ -266,7 +266,7 @@ def masked_softmax(
     Returns:
         ``(..., n, m)`` weights, each row summing to 1 or, with no allowed key, to 0.
 
-    Used in: Q2, Q7, Q8.
+    Used in: Q8.
     """
     dtype = scores.dtype if dtype is None else dtype
     scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
