@@ -108,7 +108,7 @@ def causal_mask(
     Returns:
         ``(n, m)`` bool, ``True`` = allowed (on and below the aligned diagonal).
 
-    Used in: Q2, Q7, Q11, Q14, Q15.
+    Used in: Q2, Q7, Q8, Q11, Q14, Q15.
     """
     m = n if m is None else m
     n, m = check_int("n", n, 0), check_int("m", m, 0)
@@ -146,7 +146,7 @@ def combine(*masks: torch.Tensor | None) -> torch.Tensor | None:
     Returns:
         The broadcast bool mask (``(B, 1, n, m)`` in the example), or ``None``
         when every argument is ``None``.
-    Used in: Q14.
+    Used in: Q8, Q14.
     """
     present = [mask for mask in masks if mask is not None]
     for i, mask in enumerate(present):
@@ -312,5 +312,6 @@ def empty_rows(mask: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``(..., n, 1)`` bool, ``True`` for a row in which every key is masked.
+    Used in: Q8.
     """
     return is_masked(mask).all(dim=-1, keepdim=True)
