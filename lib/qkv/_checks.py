@@ -20,6 +20,7 @@ from torch import Tensor
 
 __all__ = [
     "check_int",
+    "check_generator",
     "check_positive_ints",
     "check_number",
     "check_probability",
@@ -42,6 +43,20 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_generator(generator: object) -> torch.Generator:
+    """A CPU generator: ``generator`` itself, or a new one seeded with an integer seed >= 0.
+
+    Any integral seed is accepted (``numpy.int64`` too); ``bool`` is not.
+    """
+    if isinstance(generator, torch.Generator):
+        if generator.device.type != "cpu":
+            raise ValueError(f"generator must be a CPU generator, got one on {generator.device}")
+        return generator
+    if isinstance(generator, Integral) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(check_int("generator (a seed)", generator, 0))
+    raise TypeError(f"generator must be a torch.Generator or an int seed >= 0, got {generator!r}")
 
 
 def check_positive_ints(**sizes: object) -> None:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from qkv._checks import check_int
 from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
 
 __all__ = [
@@ -181,8 +182,7 @@ def median_seconds(
 
 
 def _check_clock(repeats: object, clock: object) -> int:
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    repeats = check_int("repeats", repeats, 1)
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     return repeats

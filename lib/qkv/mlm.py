@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qkv._checks import check_int
+from qkv._checks import check_generator, check_int
 from qkv.bert import Bert, BertConfig
 from qkv.data import MASK_ID, SPECIAL_IDS, MarkovLanguage
 from qkv.train import History, TrainConfig, train
@@ -203,7 +203,7 @@ def isolated_mask_batch(
     """
     check_int("size", size, 1)
     check_int("length", length, 3)
-    g = torch.Generator().manual_seed(generator) if isinstance(generator, int) else generator
+    g = check_generator(generator)  # a generator, or an int seed (numpy integers too)
     words = language.sample(size, length, generator=g)
     position = torch.randint(1, length - 1, (size,), generator=g)
     return words, position
