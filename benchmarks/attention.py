@@ -17,6 +17,9 @@ Run by hand (not part of the test suite); it prints the Markdown tables of
    after ``import torch`` and a warm-up call at n = 64 on CPU,
    ``torch.cuda.max_memory_allocated`` on GPU; median of 5 processes. Targets at
    n = 8192: chunked <= 1/8 of full and <= 2 x torch SDPA.
+
+The measuring harness (interleaved medians, peak memory above a baseline, a fresh
+process per measurement) is :mod:`qkv.complexity`'s, the one the chapters use.
 """
 
 from __future__ import annotations
@@ -25,11 +28,8 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # qkv without installing
 
 from qkv.attention import chunked_attention, scaled_dot_product_attention  # noqa: E402
+from qkv.complexity import PeakMemory, best_seconds, child_json, median_seconds  # noqa: E402
 from qkv.masks import key_mask, padding_mask  # noqa: E402
 
 TIME_CONFIG = {"B": 4, "h": 8, "d_k": 64, "n": (128, 512, 2048)}
@@ -47,35 +48,17 @@ MEMORY_CONFIG = {
 }  # fmt: skip
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-CLOCK = time.perf_counter  # --clock cpu: time.process_time, robust to other jobs' load
+CLOCK = "wall"  # --clock cpu: this process's CPU time, robust to other jobs' load
 
 
 def _median_ms(fns: dict, repeats: int, device: str) -> dict[str, float]:
     """Median time (ms) of each function; calls interleaved so drifting load hits all."""
-    times = {name: [] for name in fns}
     with torch.no_grad():
-        for fn in fns.values():  # warm-up: thread pools, allocator, kernels
-            fn()
-        start = CLOCK()
-        for fn in fns.values():
-            fn()
+        one_round = best_seconds(lambda: [fn() for fn in fns.values()], 1, clock=CLOCK)
         # small sizes are noisy: repeat them more, about 6 s per configuration in all
-        repeats = max(repeats, min(51, int(6.0 / (CLOCK() - start))))
-        names = list(fns)
-        for r in range(repeats):  # rotate the order: each call follows each other one alike
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                fn = fns[name]
-                _sync(device)
-                start = CLOCK()
-                fn()
-                _sync(device)
-                times[name].append(1e3 * (CLOCK() - start))
-    return {name: statistics.median(t) for name, t in times.items()} | {"repeats": repeats}
+        repeats = max(repeats, min(51, int(6.0 / one_round)))
+        seconds = median_seconds(fns, repeats, clock=CLOCK, warmup=False)  # warmed up above
+    return {name: 1e3 * s for name, s in seconds.items()} | {"repeats": repeats}
 
 
 def time_attention(device: str, repeats: int) -> list[dict]:
@@ -104,21 +87,8 @@ def time_attention(device: str, repeats: int) -> list[dict]:
 def peak_memory_mb(method: str, n: int, device: str, runs: int = 5) -> float:
     """Peak memory (MiB) of one configuration: the median over ``runs`` fresh processes
     (the allocator's per-thread arenas make single runs vary by some 20 MiB)."""
-    cmd = [sys.executable, __file__, "--child", method, str(n), "--device", device]
-    peaks = []
-    for _ in range(runs):
-        result = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        peaks.append(json.loads(result.stdout)["peak_mb"])
-    return statistics.median(peaks)
-
-
-def _memory_kb(key: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) in KiB; ru_maxrss off Linux."""
-    try:
-        status = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(next(line.split()[1] for line in status if line.startswith(key + ":")))
+    args = [__file__, "--child", method, str(n), "--device", device]
+    return statistics.median(child_json(args)["peak_mb"] for _ in range(runs))
 
 
 def _run(method: str, n: int, device: str) -> None:
@@ -139,22 +109,11 @@ def _child(method: str, n: int, device: str) -> None:
     # Warm-up at a tiny n first: the first matmul pages in tens of MiB of library code and
     # thread pools, the same for every method, which would otherwise swamp small peaks.
     _run(method, 64, device)
-    # Baseline after import torch (and the warm-up); "5" > clear_refs resets the Linux
-    # high-water mark so that transient import-time memory stays out of the peak.
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    baseline_kb = _memory_kb("VmRSS")
-    if device == "cuda":
-        baseline_bytes = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    _run(method, n, device)
-    if device == "cuda":
-        peak_mb = (torch.cuda.max_memory_allocated() - baseline_bytes) / 2**20
-    else:
-        peak_mb = (_memory_kb("VmHWM") - baseline_kb) / 2**10
-    print(json.dumps({"peak_mb": peak_mb}))
+    # Baseline after import torch (and the warm-up); PeakMemory resets the Linux high-water
+    # mark on entry, so that transient import-time memory stays out of the peak.
+    with PeakMemory(device) as peak:
+        _run(method, n, device)
+    print(json.dumps({"peak_mb": peak.mib}))
 
 
 def _cpu_name() -> str:
@@ -178,7 +137,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     global CLOCK
-    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    CLOCK = args.clock
     if args.child:
         _child(args.child[0], int(args.child[1]), args.device)
         return

@@ -7,6 +7,7 @@ orders); float64 comparisons of two of our own paths ``atol=1e-12``.
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -437,9 +438,14 @@ def test_other_bad_arguments():
     args = _good()
     with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\], got 1.5"):
         scaled_dot_product_attention(**args, dropout_p=1.5)
-    for chunk_size in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+    bad_sizes = ((0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError))
+    for chunk_size, error in bad_sizes:
+        with pytest.raises(error, match="chunk_size must be"):
             chunked_attention(**args, chunk_size=chunk_size)
+    # numpy integers are integers (check_int), as everywhere in qkv
+    torch.testing.assert_close(
+        chunked_attention(**args, chunk_size=np.int64(2)), chunked_attention(**args)
+    )
     q, k, v = args.values()
     with pytest.raises(ValueError, match=r"w_k must have shape \(7, 3\), got \(7, 4\)"):
         additive_attention(q, k, v, torch.randn(7, 3), torch.randn(7, 4), torch.randn(7))
@@ -454,7 +460,7 @@ def test_other_bad_arguments():
     [
         ({"d_model": 36, "n_heads": 5}, "d_model=36 is not a multiple of n_heads=5"),
         ({"d_model": 36, "n_heads": 4, "n_kv_heads": 3}, "n_heads=4 is not a multiple of n_kv"),
-        ({"d_model": 36, "n_heads": 0}, "n_heads must be a positive int, got 0"),
+        ({"d_model": 36, "n_heads": 0}, "n_heads must be >= 1, got 0"),
         ({"d_model": 36, "n_heads": 4, "dropout": -0.1}, r"dropout must be in \[0, 1\]"),
     ],
 )
@@ -635,9 +641,17 @@ def test_nan_and_inf_raise_on_every_path(device):
 
 
 def test_overflow_in_the_scores_is_reported():
-    q = torch.full((2, 3, 64), 300.0, dtype=torch.float16)  # q.k / 8 = 720000 > 65504
+    q = torch.full((2, 3, 64), 1e20)  # q.k / 8 = 8e40 > 3.4e38, the float32 maximum
     with pytest.raises(ValueError, match="although every input is finite: the scores overflow"):
         reference(q, q, q)
+
+
+def test_float16_scores_beyond_its_range_match_the_fused_kernel():
+    q = torch.full((2, 3, 64), 300.0, dtype=torch.float16)  # q.k / 8 = 720000 > 65504
+    v = torch.randn(2, 3, 64, generator=torch.Generator().manual_seed(0)).half()
+    expected = F.scaled_dot_product_attention(q, q, v)  # computed in float32 inside
+    torch.testing.assert_close(reference(q, q, v)[0], expected)
+    torch.testing.assert_close(scaled_dot_product_attention(q, q, v), expected)
 
 
 @pytest.mark.parametrize(("n", "m"), [(0, 5), (4, 0), (0, 0)])
@@ -700,5 +714,95 @@ def test_chunked_query_blocks_equal_full(query_chunk_size):
             reference(q, k, v, mask)[0],
             **F64,
         )
-    with pytest.raises(ValueError, match="query_chunk_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="query_chunk_size must be >= 1, got 0"):
         chunked_attention(q, k, v, query_chunk_size=0)
+
+
+# ---------------------------------------------------------------- half precision: masks win
+
+
+def _half_case(dtype=torch.float16):
+    """One query, two keys: the allowed key scores about -5.9e4, the masked one +3e4."""
+    q = torch.tensor([[[300.0, 0.0]]], dtype=dtype)  # (1, n=1, 2); scale 1/sqrt(2)
+    k = torch.tensor([[[-280.0, 0.0], [150.0, 0.0]]], dtype=dtype)  # (1, m=2, 2)
+    v = torch.tensor([[[1.0], [2.0]]], dtype=dtype)  # the answer is 1.0: key 0's value
+    allowed = torch.tensor([[[True, False]]])
+    return q, k, v, allowed
+
+
+def _all_paths(q, k, v, mask, **kw):
+    return {
+        "fast": scaled_dot_product_attention(q, k, v, mask, **kw),
+        "reference": scaled_dot_product_attention(q, k, v, mask, return_weights=True, **kw)[0],
+        "chunked": chunked_attention(q, k, v, mask, **kw),
+    }
+
+
+@pytest.mark.parametrize("kind", ["to_additive", "finfo.min", "finfo.min + key_padding_mask"])
+def test_a_masked_key_loses_whatever_its_score_in_float16(kind):
+    q, k, v, allowed = _half_case()
+    finfo_min = torch.zeros(1, 1, 2, dtype=torch.float16).masked_fill(~allowed, -65504.0)
+    kw = {}
+    if kind == "to_additive":
+        mask = to_additive(allowed, torch.float16)
+    elif kind == "finfo.min":  # Hugging Face's convention for an additive mask
+        mask = finfo_min
+    else:  # qkv combines a float mask with the padding mask itself
+        q, k, v = q[None], k[None], v[None]  # (B=1, h=1, n, d)
+        mask, kw = torch.zeros(1, 1, 1, 2, dtype=torch.float16), {"key_padding_mask": allowed[0]}
+    for name, out in _all_paths(q, k, v, mask, **kw).items():
+        assert out.flatten().tolist() == [1.0], (kind, name)
+
+
+def test_float16_weights_path_agrees_with_the_fused_kernel_when_an_allowed_score_overflows():
+    q, k, v, allowed = _half_case()
+    k[0, 0, 0] = -400.0  # the allowed score 300 * -400 / sqrt(2) = -84853 < -65504
+    expected = F.scaled_dot_product_attention(q, k, v, allowed)  # float32 inside
+    assert expected.item() == 1.0
+    for name, out in _all_paths(q, k, v, allowed).items():
+        assert out.item() == 1.0, name
+    mha = MultiHeadAttention(2, 1, bias=False).half()  # need_weights=True: the weights path
+    with torch.no_grad():  # identity projections (times sqrt(2) for W_q): the same scores
+        for w in (mha.w_q, mha.w_k, mha.w_v, mha.w_o):
+            w.weight.copy_(torch.eye(2))
+        mha.w_q.weight.mul_(2**0.5)
+        _, weights = mha(q / 2**0.5, k, mask=allowed[0], need_weights=True)
+    assert weights.flatten().tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_mask_with_float32_inputs_still_masks_every_key(mask_dtype):
+    q, k, v = make_qkv((1,), 2, 4, 3, 2, seed=50)
+    allowed = torch.tensor([[[True, True, False, False], [False, False, False, False]]])
+    for mask in (
+        to_additive(allowed, mask_dtype),
+        torch.zeros(1, 2, 4, dtype=mask_dtype).masked_fill(~allowed, torch.finfo(mask_dtype).min),
+    ):
+        for name, out in _all_paths(q, k, v, mask).items():
+            assert out[0, 1].eq(0).all(), name  # the row with no allowed key
+            expected = F.scaled_dot_product_attention(q[:, :1], k, v, allowed[:, :1])
+            torch.testing.assert_close(out[:, :1], expected, msg=name)
+
+
+def test_a_mask_on_another_device_is_refused_clearly():
+    q, k, v = make_qkv((2,), 3, 4, 4, 4, seed=51)
+    mask = torch.ones(2, 3, 4, dtype=torch.bool, device="meta")
+    w_q = w_k = torch.ones(2, 4)
+    additive = {"additive": lambda *a: additive_attention(*a[:3], w_q, w_k, torch.ones(2), a[3])}
+    for path in {**_paths(), **additive}.values():
+        with pytest.raises(ValueError, match="mask must be on q's device cpu, got a mask on meta"):
+            path(q, k, v, mask)
+    with pytest.raises(ValueError, match="key_padding_mask must be on q's device"):
+        pad = torch.ones(2, 4, dtype=torch.bool, device="meta")
+        chunked_attention(q, k, v, key_padding_mask=pad)
+
+
+def test_additive_attention_names_a_weight_of_the_wrong_type_or_dtype():
+    q, k, v = make_qkv((2,), 3, 4, 3, 5, seed=52)
+    w_q, w_k, w = torch.randn(7, 3), torch.randn(7, 3), torch.randn(7)
+    with pytest.raises(TypeError, match="w must be a Tensor of q's dtype torch.float32, got list"):
+        additive_attention(q, k, v, w_q, w_k, w.tolist())
+    with pytest.raises(TypeError, match="w must be a Tensor of q's dtype .*, got torch.float64"):
+        additive_attention(q, k, v, w_q, w_k, w.double())
+    with pytest.raises(TypeError, match="w_q must be a Tensor of q's dtype"):
+        additive_attention(q, k, v, w_q.half(), w_k, w)

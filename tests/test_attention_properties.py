@@ -8,6 +8,12 @@ chunked attention must equal :func:`torch.nn.functional.scaled_dot_product_atten
 in float64, except in rows with no allowed key, which qkv defines as zeros. A second
 test draws masks outside the rule and checks that every path refuses them alike.
 
+Two more tests run in float16, bfloat16 and float32 against PyTorch's SDPA in the same
+dtype: masks in any of those dtypes (``-inf`` or ``finfo.min`` of the mask's dtype) over
+padded keys with huge scores, on the three paths; and :class:`MultiHeadAttention` with
+grouped-query heads (``enable_gqa=True`` in PyTorch) on both of its paths, with the
+padding given as ``key_padding_mask`` or as one additive mask.
+
 The examples are derandomized and bounded (a fixed profile), so the file takes a few
 seconds and the same cases run on every machine.
 """
@@ -18,7 +24,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qkv.attention import chunked_attention, scaled_dot_product_attention
+from qkv.attention import MultiHeadAttention, chunked_attention, scaled_dot_product_attention
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -133,3 +139,120 @@ def test_every_path_refuses_a_mask_outside_the_rule_alike(case):
             path(q, k, v, mask)
         messages.add(str(error.value))
     assert len(messages) == 1
+
+
+# ---------------------------------------------------------------- half precision
+# Inputs in float16, bfloat16 or float32, masks in float16, bfloat16, float32 or bool, with
+# masked entries -inf or the most negative finite value *of the mask's dtype*. Padded keys
+# hold garbage 1000 times larger than the real ones: a masked key must lose whatever its
+# score. The reference is PyTorch's SDPA in the inputs' dtype (it computes in float32) with
+# the same mask written as a bool mask or with -inf, which no score outweighs.
+
+HALF_PROFILE = settings(PROFILE, max_examples=60)
+TOLERANCE = {  # output rounding of each dtype, a few ulps
+    torch.float16: {"atol": 3e-3, "rtol": 3e-3},
+    torch.bfloat16: {"atol": 2e-2, "rtol": 2e-2},
+    torch.float32: {"atol": 1e-5, "rtol": 1e-5},
+}
+DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+
+
+@st.composite
+def half_inputs(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    B, h = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    n, m = draw(st.integers(1, 5)), draw(st.integers(1, 6))
+    d_k, d_v = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31)))
+    q, k, v = (torch.randn(B, h, L, d, generator=gen) for L, d in ((n, d_k), (m, d_k), (m, d_v)))
+    pad = torch.rand(B, m, generator=gen) < 0.7
+    k = torch.where(pad[:, None, :, None], k, 1000 * k.abs())  # padded keys: huge scores
+    allowed = torch.rand(B, 1, n, m, generator=gen) < draw(st.sampled_from([0.5, 0.8, 1.0]))
+    kind = draw(st.sampled_from(["bool", torch.float16, torch.bfloat16, torch.float32]))
+    if kind == "bool":
+        mask = allowed
+    else:
+        fill = draw(st.sampled_from(["-inf", "finfo.min"]))
+        value = float("-inf") if fill == "-inf" else torch.finfo(kind).min
+        mask = torch.randn(allowed.shape, generator=gen).to(kind).masked_fill(~allowed, value)
+    q, k, v = (x.to(dtype) for x in (q, k, v))
+    return q, k, v, mask, allowed, pad
+
+
+def torch_half_reference(q, k, v, mask, allowed, pad):
+    """PyTorch's SDPA; the mask written with -inf; rows with no allowed key set to 0."""
+    allowed = allowed & pad[:, None, None, :]  # (B, 1, n, m)
+    bias = torch.zeros(allowed.shape) if mask.dtype == torch.bool else mask.float()
+    attn_mask = bias.masked_fill(~allowed, float("-inf")).to(q.dtype)
+    empty = ~allowed.any(-1, keepdim=True)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.masked_fill(empty, 0.0))
+    return out.masked_fill(empty, 0.0)
+
+
+@HALF_PROFILE
+@given(half_inputs())
+def test_half_precision_masks_match_torch_on_every_path(case):
+    q, k, v, mask, allowed, pad = case
+    expected = torch_half_reference(*case)
+    kw = {"key_padding_mask": pad}
+    paths = {
+        "fast": scaled_dot_product_attention(q, k, v, mask, **kw),
+        "reference": scaled_dot_product_attention(q, k, v, mask, return_weights=True, **kw)[0],
+        "chunked": chunked_attention(q, k, v, mask, chunk_size=2, query_chunk_size=2, **kw),
+    }
+    for name, out in paths.items():
+        assert out.dtype == q.dtype, name
+        torch.testing.assert_close(out, expected, **TOLERANCE[q.dtype], msg=name)
+
+
+@st.composite
+def gqa_inputs(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    n_kv_heads = draw(st.integers(1, 2))
+    n_heads = n_kv_heads * draw(st.integers(1, 3))
+    d_model = n_heads * draw(st.integers(1, 3))
+    B, L = draw(st.integers(1, 3)), draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**31))
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, L + 1, (B,), generator=gen)
+    pad = torch.arange(L) < lengths[:, None]  # (B, L), True = real token
+    x = torch.randn(B, L, d_model, generator=gen)
+    scale = draw(st.sampled_from([1.0, 30.0]))  # 30: scores of +-3e4, near float16's limit
+    x = torch.where(pad[..., None], scale * x, 1000 * x)  # padded positions: huge garbage
+    causal = draw(st.booleans())
+    padding_as = draw(st.sampled_from(["key_padding_mask", "finfo.min", "-inf"]))
+    return dtype, n_heads, n_kv_heads, d_model, seed, x.to(dtype), pad, causal, padding_as
+
+
+@HALF_PROFILE
+@given(gqa_inputs())
+def test_grouped_query_attention_matches_torch_in_every_dtype(case):
+    dtype, n_heads, n_kv_heads, d_model, seed, x, pad, causal, padding_as = case
+    torch.manual_seed(seed)
+    mha = MultiHeadAttention(d_model, n_heads, n_kv_heads=n_kv_heads).to(dtype).eval()
+    B, L, _ = x.shape
+    d_k = d_model // n_heads
+    allowed = pad[:, None, None, :]  # (B, 1, 1, L)
+    if causal:
+        allowed = allowed & torch.ones(L, L, dtype=torch.bool).tril()
+    pair = torch.ones(L, L, dtype=torch.bool).tril() if causal else torch.ones(L, L).bool()
+    if padding_as == "key_padding_mask":
+        mask, kw = pair[None, None], {"key_padding_mask": pad}
+    else:  # one additive mask in the inputs' dtype, as Hugging Face builds it
+        value = float("-inf") if padding_as == "-inf" else torch.finfo(dtype).min
+        mask, kw = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, value), {}
+    with torch.no_grad():
+        q = mha.w_q(x).view(B, L, n_heads, d_k).transpose(1, 2)
+        k = mha.w_k(x).view(B, L, n_kv_heads, d_k).transpose(1, 2)
+        v = mha.w_v(x).view(B, L, n_kv_heads, d_k).transpose(1, 2)
+        empty = ~allowed.any(-1, keepdim=True)
+        attn_mask = allowed | empty
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=True)
+        heads = heads.masked_fill(empty, 0.0)
+        expected = mha.w_o(heads.transpose(1, 2).reshape(B, L, d_model))
+        for need_weights in (False, True):
+            out, _ = mha(x, mask=mask, need_weights=need_weights, **kw)
+            real = pad[..., None].expand_as(out)  # padded queries' outputs are meaningless
+            torch.testing.assert_close(
+                out[real], expected[real], **TOLERANCE[dtype], msg=f"need_weights={need_weights}"
+            )

@@ -1,16 +1,19 @@
 """Tests for qkv.complexity: counted FLOPs, growth exponents, peak memory, gradient reach."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from qkv.complexity import (
+    PeakMemory,
     attention_flops,
     best_seconds,
     count_flops,
     growth_exponent,
     influence_on_last,
+    median_seconds,
     peak_memory_mib,
     rnn_flops,
     rnn_reach,
@@ -119,3 +122,33 @@ def test_windowed_peak_memory_grows_slower_than_full():
     assert full[-1] / full[0] > 8  # quadratic: 16x the elements for 4x the length
     with pytest.raises(ValueError, match="window must be in"):
         peak_memory_mib([256], window=512)
+
+
+def test_median_seconds_interleaves_the_calls_and_takes_medians():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    seconds = median_seconds(fns, 3, warmup=False)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # order rotated each round
+    assert set(seconds) == {"a", "b", "c"} and all(s >= 0 for s in seconds.values())
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        median_seconds(fns, 0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_peak_memory_sees_a_block_that_is_freed_before_the_end():
+    with PeakMemory("cpu") as peak:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB of float32, touched
+        del block
+    assert 48 < peak.mib < 200, peak.mib
+    with PeakMemory("cpu") as nothing:
+        pass
+    assert nothing.mib < 16
+
+
+def test_the_measuring_harness_exists_once():
+    """Peak memory and timing loops live in qkv.complexity; the benchmarks use it."""
+    root = Path(__file__).resolve().parents[1]
+    files = [*(root / "lib" / "qkv").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
+    harness = ("VmHWM", "clear_refs", "max_memory_allocated(", "time.process_time()")
+    owners = {p.relative_to(root).as_posix() for p in files for h in harness if h in p.read_text()}
+    assert owners == {"lib/qkv/complexity.py"}

@@ -312,3 +312,18 @@ def test_moved_names_stay_valid_under_qkv_data():
     assert qkv.data.MarkovLanguage is qkv.markov.MarkovLanguage
     for name in qkv.tasks.__all__:
         assert getattr(qkv.data, name) is getattr(qkv.tasks, name), name
+
+
+def test_numpy_integer_seeds_are_seeds():
+    from qkv.din import make_catalogue
+    from qkv.kernel_regression import noisy_sine
+    from qkv.mlm import isolated_mask_batch
+
+    catalogue = make_catalogue(generator=np.int64(3))
+    assert torch.equal(catalogue.centres, make_catalogue(generator=3).centres)
+    assert torch.equal(noisy_sine(generator=np.int32(3)).y_train, noisy_sine(generator=3).y_train)
+    language = MarkovLanguage(n_words=8, seed=0)
+    words, _ = isolated_mask_batch(language, 4, 6, generator=np.int64(5))
+    assert torch.equal(words, isolated_mask_batch(language, 4, 6, generator=5)[0])
+    with pytest.raises(TypeError, match="int seed >= 0, got True"):
+        make_catalogue(generator=True)

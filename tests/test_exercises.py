@@ -218,3 +218,48 @@ def test_padding_mask_must_handle_an_empty_sequence() -> None:
 
     verdict = check_padding_mask(via_one_hot)
     assert verdict.status == "failed" and "an empty sequence" in verdict.detail, verdict
+
+
+def _q6_solution(mha):
+    mha.w_v = mha.w_k
+    return mha
+
+
+def _q10_solution(x, n_heads):
+    B, L, d_model = x.shape
+    return x.view(B, L, n_heads, d_model // n_heads).transpose(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("checker", "solution"),
+    [
+        ("check_tie_keys_and_values", _q6_solution),
+        ("check_split_heads", _q10_solution),
+        ("check_attention_flops", lambda n, d: 8 * n * d**2 + 4 * n**2 * d),
+        ("check_gelu", lambda x: x * torch.special.ndtr(x)),
+    ],
+)
+def test_checkers_leave_the_global_generator_and_default_dtype_alone(checker, solution) -> None:
+    import qkv.exercises
+
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    assert getattr(qkv.exercises, checker)(solution).passed
+    assert torch.equal(torch.get_rng_state(), state), f"{checker} changed the global generator"
+    assert torch.get_default_dtype() == torch.float32
+
+
+def test_the_gelu_verdict_does_not_depend_on_the_default_dtype() -> None:
+    from qkv.exercises import check_gelu
+
+    def in_float64(x):  # right values, wrong dtype for float32 input
+        return torch.nn.functional.gelu(x.double())
+
+    fresh = check_gelu(in_float64)
+    torch.set_default_dtype(torch.float64)  # as the Q18 chapter does before its exercise
+    try:
+        after_the_chapter = check_gelu(in_float64)
+        assert torch.get_default_dtype() == torch.float64  # the caller's, given back
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert fresh.status == after_the_chapter.status == "failed", (fresh, after_the_chapter)

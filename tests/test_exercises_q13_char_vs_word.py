@@ -101,3 +101,23 @@ def test_stub_is_not_attempted_and_wrong_type_fails() -> None:
     assert check_wordpiece_split(stub).status == "not attempted"
     verdict = check_wordpiece_split(lambda w, v: tuple(reference(w, v)))
     assert verdict.status == "failed" and "list of str" in verdict.detail, verdict
+
+
+def strips_the_prefix(word, vocab):
+    """Matches against the vocabulary without '##' and adds the prefix back afterwards."""
+    bare = {piece.removeprefix("##") for piece in vocab}
+    pieces, start = [], 0
+    while start < len(word):
+        end = len(word)
+        while end > start and word[start:end] not in bare:
+            end -= 1
+        if end == start:
+            return ["[UNK]"]
+        pieces.append(word[start:end] if start == 0 else "##" + word[start:end])
+        start = end
+    return pieces
+
+
+def test_a_split_that_strips_the_prefix_from_the_vocabulary_fails() -> None:
+    verdict = check_wordpiece_split(strips_the_prefix)
+    assert verdict.status == "failed" and "not in the vocabulary" in verdict.detail, verdict

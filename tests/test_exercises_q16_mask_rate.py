@@ -91,3 +91,12 @@ def test_stub_is_not_attempted() -> None:
         raise NotImplementedError
 
     assert check_bert_masking(stub).status == "not attempted"
+
+
+def test_a_masker_that_ignores_the_generator_fails() -> None:
+    def global_rng(input_ids, *, rate, vocab_size, mask_id, special_ids, generator):
+        kw = {"vocab_size": vocab_size, "mask_id": mask_id, "special_ids": special_ids}
+        return by_hand(input_ids, rate=rate, generator=None, **kw)
+
+    verdict = check_bert_masking(global_rng)
+    assert verdict.status == "failed" and "generator" in verdict.detail, verdict

@@ -39,3 +39,9 @@ def test_wrong_counts_fail_with_a_counter_example(wrong) -> None:
     verdict = check_attention_flops(wrong)
     assert verdict.status == "failed", verdict
     assert "FlopCounterMode counts" in verdict.detail, verdict.detail
+
+
+def test_a_numpy_integer_is_a_number() -> None:
+    import numpy as np
+
+    assert check_attention_flops(lambda n, d_model: np.int64(reference(n, d_model))).passed

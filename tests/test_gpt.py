@@ -194,6 +194,24 @@ def test_bad_input_raises_clear_errors():
         greedy_generate(model, ids(1, 4), -1)
     with pytest.raises(TypeError, match="model must be a qkv.gpt.GPT"):
         greedy_generate(hf_gpt2(), ids(1, 4), 2)
+    with pytest.raises(TypeError, match="input_ids must be an integer tensor of token ids"):
+        greedy_generate(model, torch.ones(1, 4), 2)  # a float prompt used to decode garbage
+    with pytest.raises(TypeError, match="token ids, got list"):
+        greedy_generate(model, [[1, 2]], 2)
+
+
+def test_a_cache_from_a_deleted_model_is_refused_by_a_model_that_reuses_its_id(monkeypatch):
+    # CPython gives a freed object's id to a later object; simulate that deterministically:
+    # every object gets the same id, as a new model would after the old one is deleted.
+    import qkv.gpt
+
+    monkeypatch.setattr(qkv.gpt, "id", lambda obj: 1234, raising=False)
+    model = GPT(TINY).eval()
+    with torch.no_grad():
+        _, cache = model(ids(1, 3))
+    del model
+    with pytest.raises(ValueError, match="cache was made by another model"):
+        GPT(TINY).eval()(ids(1, 1), cache)
 
 
 def test_bad_config_and_state_dict_raise_clear_errors():

@@ -2,12 +2,9 @@
 
 import pytest
 import torch
-from torch import nn
 
 from qkv.longtext import (
-    HierarchicalClassifier,
     aggregate,
-    hierarchical_pool,
     local_global_mask,
     sliding_windows,
     truncate,
@@ -161,66 +158,6 @@ def test_aggregate_dim_is_checked_and_may_be_negative():
     torch.testing.assert_close(aggregate(logits, dim=-2), logits.mean(1))
 
 
-def test_hierarchical_pool_respects_the_chunk_mask():
-    g = torch.Generator().manual_seed(0)
-    vectors = torch.randn(3, 5, 36, generator=g)
-    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0]], dtype=torch.bool)
-    mean, top = hierarchical_pool(vectors, "mean", mask), hierarchical_pool(vectors, "max", mask)
-    for b in range(3):
-        real = vectors[b, mask[b]]
-        torch.testing.assert_close(mean[b], real.mean(0))
-        torch.testing.assert_close(top[b], real.max(0).values)
-    torch.testing.assert_close(hierarchical_pool(vectors), vectors.mean(1))
-    # what a padded chunk holds never leaks into the result, not even NaN
-    vectors[1, 4] = float("nan")
-    torch.testing.assert_close(hierarchical_pool(vectors, "mean", mask), mean)
-    torch.testing.assert_close(hierarchical_pool(vectors, "max", mask), top)
-
-
-@pytest.mark.parametrize(
-    ("vectors", "kw", "match"),
-    [
-        (torch.zeros(3, 36), {}, r"\(B, C, d_model\)"),
-        (torch.zeros(2, 3, 4), {"how": "sum"}, "how must be"),
-        (torch.zeros(2, 3, 4), {"mask": torch.ones(2, 3)}, "mask must be bool"),
-        (torch.zeros(2, 3, 4), {"mask": torch.ones(3, 2, dtype=torch.bool)}, r"\(2, 3\)"),
-        (torch.zeros(2, 3, 4), {"mask": torch.tensor([[1, 0, 0], [0, 0, 0]]).bool()}, "real"),
-    ],
-)
-def test_hierarchical_pool_bad_input(vectors, kw, match):
-    with pytest.raises(ValueError, match=match):
-        hierarchical_pool(vectors, **kw)
-
-
-class MeanEmbedding(nn.Module):
-    """Chunk encoder for the test: the mean of the chunk's token embeddings."""
-
-    def __init__(self):
-        super().__init__()
-        self.embedding = nn.Embedding(99, 36)
-
-    def forward(self, ids):  # (N, window) -> (N, d_model)
-        return self.embedding(ids).mean(1)
-
-
-@pytest.mark.parametrize("how", ["mean", "max"])
-def test_hierarchical_classifier_matches_manual_computation(how):
-    torch.manual_seed(0)
-    model = HierarchicalClassifier(MeanEmbedding(), 36, 5, how=how)
-    ids = torch.randint(99, (3, 37), generator=torch.Generator().manual_seed(1))
-    windows, _ = sliding_windows(ids, 11, 5)
-    logits = model(windows)
-    assert logits.shape == (3, 5)
-    for b in range(3):
-        vectors = model.chunk_encoder(windows[b])  # (W, d_model)
-        pooled = vectors.mean(0) if how == "mean" else vectors.max(0).values
-        torch.testing.assert_close(logits[b], model.classifier(pooled))
-    with pytest.raises(ValueError, match=r"windows must be \(B, W, window\)"):
-        model(windows[0])
-    with pytest.raises(ValueError, match="how must be"):
-        HierarchicalClassifier(MeanEmbedding(), 36, 5, how="attention")
-
-
 # ---------------------------------------------------------------- Longformer mask
 
 
@@ -272,3 +209,16 @@ def test_local_global_mask_device(device):
 def test_local_global_mask_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         local_global_mask(*args)
+
+
+def test_every_public_name_is_used_outside_the_tests():
+    """No dead code: each name is used by a chapter or another qkv module."""
+    from pathlib import Path
+
+    import qkv.longtext
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [*(root / "chapters").rglob("*.ipynb"), *(root / "lib" / "qkv").rglob("*.py")]
+    texts = [p.read_text() for p in sources if p.name != "longtext.py"]
+    unused = [name for name in qkv.longtext.__all__ if not any(name in t for t in texts)]
+    assert unused == []

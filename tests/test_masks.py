@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from qkv.masks import (
     causal_mask,
     combine,
+    empty_rows,
     key_mask,
     masked_mean,
+    masked_softmax,
     padding_mask,
     to_additive,
     to_torch_key_padding_mask,
@@ -139,8 +141,8 @@ def test_to_additive_values_and_dtypes():
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         additive = to_additive(mask, dtype)
         assert additive.dtype == dtype
-        assert additive.tolist() == [[0.0, torch.finfo(dtype).min, 0.0]]
-        assert torch.isfinite(additive).all()  # not -inf, and -1e9 would overflow float16
+        # -inf, not finfo.min: a masked score of 3e4 plus -65504 beats an allowed -5.9e4
+        assert additive.tolist() == [[0.0, float("-inf"), 0.0]]
 
 
 def test_to_additive_gives_the_same_attention_as_the_bool_mask():
@@ -209,3 +211,45 @@ def test_masked_mean_averages_real_tokens_only() -> None:
         masked_mean(x, pad[:, :3])
     with pytest.raises(TypeError, match="pad must have dtype torch.bool"):
         masked_mean(x, pad.long())
+
+
+# ---------------------------------------------------------------- masked_softmax (public)
+
+
+def test_masked_softmax_renormalises_over_allowed_keys_and_zeroes_empty_rows():
+    scores = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
+    mask = torch.rand(2, 3, 4, generator=torch.Generator().manual_seed(1)) < 0.6
+    mask[0, 1] = False  # a row with no allowed key
+    for m in (mask, to_additive(mask)):
+        weights = masked_softmax(scores, m)
+        for b, i in ((b, i) for b in range(2) for i in range(3)):
+            allowed = mask[b, i]
+            expected = torch.zeros(4)
+            if allowed.any():
+                expected[allowed] = scores[b, i, allowed].softmax(-1)
+            torch.testing.assert_close(weights[b, i], expected)
+    assert torch.equal(empty_rows(mask)[..., 0], ~mask.any(-1))
+    torch.testing.assert_close(masked_softmax(scores), scores.softmax(-1))
+
+
+def test_no_module_imports_private_mask_helpers():
+    """Other modules use the public masked_softmax and empty_rows (d2l's name for the first)."""
+    import pathlib
+    import re
+
+    lib = pathlib.Path(__file__).resolve().parents[1] / "lib" / "qkv"
+    private = re.compile(r"from qkv\.masks import[^\n]*\b_[a-z]")
+    offenders = [p.name for p in lib.rglob("*.py") if private.search(p.read_text())]
+    assert offenders == []
+
+
+def test_masked_mean_ignores_nan_and_inf_at_padded_positions():
+    x = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0))
+    pad = padding_mask(torch.tensor([2, 0]), 4)
+    dirty = x.clone()
+    dirty[0, 2:] = float("nan")
+    dirty[0, 3, 0] = float("inf")
+    dirty[1] = float("nan")  # no real token at all
+    pooled = masked_mean(dirty, pad)
+    torch.testing.assert_close(pooled[0], x[0, :2].mean(0))
+    assert pooled[1].eq(0).all()

@@ -259,3 +259,18 @@ def test_train_masked_lm_rejects_bad_arguments(kwargs, match):
     rate = kwargs.pop("rate")
     with pytest.raises(ValueError, match=match):
         train_masked_lm(rate, steps=1, **kwargs)
+
+
+def test_numpy_numbers_are_numbers() -> None:
+    import numpy as np
+
+    ids = torch.randint(5, 50, (4, 30), generator=torch.Generator().manual_seed(0))
+    kw = {"vocab_size": 50, "mask_id": 3, "special_ids": [0, 1, 2]}
+    expected = mask_tokens(ids, **kw, rate=0.2, generator=torch.Generator().manual_seed(1))
+    for rate in (np.float32(0.2), np.float64(0.2)):
+        got = mask_tokens(ids, **kw, rate=rate, generator=torch.Generator().manual_seed(1))
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    split = (np.float32(0.8), 0.1, 0.1)
+    mask_tokens(ids, **kw, split=split, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="rate must be a number"):
+        mask_tokens(ids, **kw, rate=True)

@@ -58,3 +58,27 @@ def test_bad_input_is_named(cls):
         cls(0)
     with pytest.raises(ValueError, match="eps must be"):
         cls(8, eps=-1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(("ours", "theirs"), [(LayerNorm, nn.LayerNorm), (RMSNorm, nn.RMSNorm)])
+def test_half_precision_normalises_in_float32_like_torch(dtype, ours, theirs):
+    # |x| up to 2000: in float16, x^2 passes 65504 once |x| > 256 and overflows
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0)) * 1000
+    mine = ours(64).to(dtype)(x.to(dtype))
+    ref = theirs(64, eps=mine_eps(ours)).to(dtype)(x.to(dtype))
+    exact = theirs(64, eps=mine_eps(ours))(x)  # float32
+    assert mine.dtype == dtype and torch.isfinite(mine).all()
+    error, torch_error = ((y.float() - exact).abs().max().item() for y in (mine, ref))
+    assert error <= 2 * torch_error + 1e-2, (error, torch_error)
+
+
+def mine_eps(cls):
+    return cls(1).eps
+
+
+def test_eps_accepts_numpy_scalars():
+    import numpy as np
+
+    assert LayerNorm(4, eps=np.float32(1e-5)).eps == pytest.approx(1e-5)
+    assert RMSNorm(4, eps=np.float64(1e-6)).eps == 1e-6

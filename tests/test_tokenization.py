@@ -53,8 +53,8 @@ def test_special_tokens_come_first_in_every_tokenizer(corpus):
         BPETokenizer.train(train, BPE_VOCAB[lang]),
     ):
         assert tuple(tok.vocab[: len(SPECIAL_TOKENS)]) == SPECIAL_TOKENS
-        assert (tok.pad_id, tok.unk_id) == (0, 1)
-        assert tok.special_ids == [0, 1, 2, 3, 4]
+        assert (tok.pad_id, tok.unk_id) == (0, 6)
+        assert tok.special_ids == [0, 1, 2, 3, 4, 5, 6]
         assert tok.vocab_size == len(set(tok.vocab))
 
 
@@ -71,8 +71,8 @@ def test_char_round_trip_and_unknown_characters(corpus):
 def test_char_vocabulary_is_ordered_by_frequency_and_cut_by_min_freq():
     tok = CharTokenizer.train(["abcab", "ba"], min_freq=2)
     assert tok.vocab[len(SPECIAL_TOKENS) :] == ["a", "b"]  # a: 3, b: 3 (ties by letter); c: 1
-    assert tok.encode("abc") == [5, 6, tok.unk_id]
-    assert CharTokenizer.train(["aab"], max_size=6).vocab[-1] == "a"
+    assert tok.encode("abc") == [7, 8, tok.unk_id]
+    assert CharTokenizer.train(["aab"], max_size=8).vocab[-1] == "a"
 
 
 def test_word_tokenizer_english_words_punctuation_and_unknown_words():
@@ -82,7 +82,7 @@ def test_word_tokenizer_english_words_punctuation_and_unknown_words():
     assert ids[2] == tok.unk_id and ids.count(tok.unk_id) == 2  # "the", "model" unseen
     assert tok.decode(ids) == "please stop [UNK] [UNK]."
     lower = WordTokenizer.train(["Please"], lang="en", lowercase=True)
-    assert lower.encode("PLEASE please") == [5, 5]
+    assert lower.encode("PLEASE please") == [7, 7]
 
 
 def test_word_tokenizer_chinese_uses_jieba_words():
@@ -225,13 +225,13 @@ def test_jieba_is_silent_and_leaves_its_logger_as_it_was(caplog):
         (lambda: CharTokenizer.train([]), TypeError, "non-empty iterable of str"),
         (lambda: CharTokenizer.train([1, 2]), TypeError, "non-empty iterable of str"),
         (lambda: CharTokenizer.train(["ab"], min_freq=0), ValueError, "min_freq must be >= 1"),
-        (lambda: CharTokenizer.train(["ab"], max_size=5), ValueError, "max_size must be > 5"),
+        (lambda: CharTokenizer.train(["ab"], max_size=7), ValueError, "max_size must be > 7"),
         (lambda: CharTokenizer(["a", "b"]), ValueError, "vocab must start with"),
         (lambda: CharTokenizer([*SPECIAL_TOKENS, "a", "a"]), ValueError, "duplicate"),
         (lambda: CharTokenizer.train(["ab"]).encode(3), TypeError, "text must be str, got int"),
-        (lambda: CharTokenizer.train(["ab"]).decode([7]), ValueError, r"in \[0, 7\), got 7"),
+        (lambda: CharTokenizer.train(["ab"]).decode([9]), ValueError, r"in \[0, 9\), got 9"),
         (lambda: WordTokenizer.train(["ab"], lang="fr"), ValueError, "'en' or 'zh', got 'fr'"),
-        (lambda: BPETokenizer.train(["abc"], 7), ValueError, "vocab_size must be >= 8"),
+        (lambda: BPETokenizer.train(["abc"], 9), ValueError, "vocab_size must be >= 10"),
         (lambda: word_spans(None), TypeError, "text must be str, got NoneType"),
         # ids are ints: never truncate 5.9 to 5 or read "5" or True as an id
         (lambda: CharTokenizer.train(["ab"]).decode([5.9]), TypeError, "int, got float 5.9"),
@@ -279,3 +279,20 @@ def test_moved_names_stay_valid_under_qkv_tokenization():
     for module in (qkv.bpe, qkv.vocab):
         for name in module.__all__:
             assert getattr(tokenization, name) is getattr(module, name), name
+
+
+def test_one_special_token_table_for_tokenizers_and_tasks():
+    from qkv import tasks
+
+    tok = CharTokenizer.train(["ab"])
+    task_ids = {
+        "[PAD]": tasks.PAD_ID,
+        "[BOS]": tasks.BOS_ID,
+        "[EOS]": tasks.EOS_ID,
+        "[CLS]": tasks.CLS_ID,
+        "[SEP]": tasks.SEP_ID,
+        "[MASK]": tasks.MASK_ID,
+    }
+    for token, task_id in task_ids.items():
+        assert tok.token_to_id[token] == task_id, token
+    assert tok.token_to_id["[UNK]"] == tasks.N_SPECIAL  # where a task's own tokens start

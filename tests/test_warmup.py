@@ -155,3 +155,12 @@ def test_bad_other_arguments():
         lambda_lr(_optimizer(), 3)
     with pytest.raises(TypeError, match="unexpected keyword"):
         lambda_lr(_optimizer(), noam, d_model=4, warmup=2)
+
+
+def test_num_cycles_must_be_a_real_number_not_a_bool() -> None:
+    import numpy as np
+
+    with pytest.raises(TypeError, match="num_cycles must be a real number, got bool True"):
+        linear_warmup_cosine_decay(5, 2, 10, num_cycles=True)
+    expected = linear_warmup_cosine_decay(5, 2, 10, num_cycles=0.5)
+    assert linear_warmup_cosine_decay(5, 2, 10, num_cycles=np.float32(0.5)) == expected

@@ -134,3 +134,52 @@ def test_a_smaller_vocabulary_is_a_prefix_of_a_larger_one() -> None:
     texts = load_corpus("en", "train")
     small, large = WordPieceTokenizer.train(texts, 150), WordPieceTokenizer.train(texts, 400)
     assert large.vocab[:150] == small.vocab
+
+
+# Control characters that str.isspace() accepts, other controls, format characters,
+# Unicode spaces and line separators, private use, U+FFFD, accents, CJK, punctuation.
+_ADVERSARIAL = [chr(c) for c in [*range(0x21), *range(0x7F, 0xA1)]] + list(
+    "\u00ad\u200b\u200d\u2028\u2029\u3000\u2009\ufeff\ue000\ufffd\u0301\u061c\U000e0001"
+    "aZé中,.!$^`-İß¿x"
+)
+
+
+def _fast_words(hf: transformers.BertTokenizer, text: str) -> list[str]:
+    backend = hf.backend_tokenizer  # the Rust BertNormalizer and BertPreTokenizer
+    normalized = backend.normalizer.normalize_str(text)
+    return [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(normalized)]
+
+
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_basic_tokenize_equals_both_hugging_face_tokenizers_on_adversarial_text(lowercase):
+    import random
+    import unicodedata
+
+    legacy = BasicTokenizer(do_lower_case=lowercase)
+    fast = transformers.BertTokenizer(vocab={"[UNK]": 0, "a": 1}, do_lower_case=lowercase)
+    rng = random.Random(0)
+    texts = [f"a{c}b" for c in _ADVERSARIAL] + [
+        "".join(rng.choices(_ADVERSARIAL, k=rng.randint(0, 12))) for _ in range(400)
+    ]
+    for text in texts:
+        ours = basic_tokenize(text, lowercase=lowercase)
+        assert ours == _fast_words(fast, text), ascii(text)
+        # the Python tokenizer alone applies NFC first (Google's BERT does not): "Z\u0301" -> "Ź"
+        if lowercase or unicodedata.normalize("NFC", text) == text:
+            assert ours == legacy.tokenize(text), ascii(text)
+    assert basic_tokenize("a\x0bb\x85c\x1fd") == ["abcd"]  # controls first, then whitespace
+
+
+@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-1, ValueError), (2.5, TypeError)])
+def test_max_chars_per_word_must_be_a_positive_int(value, error) -> None:
+    with pytest.raises(error, match="max_chars_per_word must be"):
+        WordPieceTokenizer([*SPECIAL_TOKENS, "a"], max_chars_per_word=value)
+
+
+def test_vocab_size_must_be_an_int() -> None:
+    from qkv.bpe import BPETokenizer
+
+    texts = load_corpus("en", "train")[:20]
+    for train in (BPETokenizer.train, WordPieceTokenizer.train):
+        with pytest.raises(TypeError, match="vocab_size must be an int, got float 300.0"):
+            train(texts, 300.0)

@@ -20,7 +20,9 @@ from torch import Tensor
 
 __all__ = [
     "check_int",
+    "check_generator",
     "check_positive_ints",
+    "check_number",
     "check_probability",
     "check_ids",
     "check_dim",
@@ -43,10 +45,35 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
     return int(value)
 
 
+def check_generator(generator: object) -> torch.Generator:
+    """A CPU generator: ``generator`` itself, or a new one seeded with an integer seed >= 0.
+
+    Any integral seed is accepted (``numpy.int64`` too); ``bool`` is not.
+    """
+    if isinstance(generator, torch.Generator):
+        if generator.device.type != "cpu":
+            raise ValueError(f"generator must be a CPU generator, got one on {generator.device}")
+        return generator
+    if isinstance(generator, Integral) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(check_int("generator (a seed)", generator, 0))
+    raise TypeError(f"generator must be a torch.Generator or an int seed >= 0, got {generator!r}")
+
+
 def check_positive_ints(**sizes: object) -> None:
     """Check that every keyword argument is an int >= 1 (a size, a count, a width)."""
     for name, value in sizes.items():
         check_int(name, value, 1)
+
+
+def check_number(name: str, value: object) -> float:
+    """Return a real number (``int``, ``float``, ``numpy.float32``, ...) as a Python float.
+
+    ``bool`` is rejected although it is an ``int`` subclass (``num_cycles=True`` is a
+    bug), and so are strings, tensors and complex numbers, with a ``TypeError``.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
 
 
 def check_probability(**probabilities: object) -> None:
@@ -143,12 +170,18 @@ def check_scale(scale: object, d_k: int) -> float:
 
 
 def check_attention_mask(
-    mask: object, key_padding_mask: object, q_shape: torch.Size, m: int, dtype: torch.dtype
+    mask: object,
+    key_padding_mask: object,
+    q_shape: torch.Size,
+    m: int,
+    dtype: torch.dtype,
+    device: torch.device | None = None,
 ) -> Tensor | None:
     """Validate ``mask`` and ``key_padding_mask`` against the scores ``(..., n, m)``.
 
-    Returns one mask (bool, or float cast to ``dtype``) that is 2-D ``(n, m)`` or of the
-    scores' rank, combining the two by AND; ``None`` when both are ``None``.
+    Returns one mask (bool, or float in ``dtype``, where ``-inf`` and ``finfo(dtype).min``
+    mean masked) that is 2-D ``(n, m)`` or of the scores' rank, combining the two by AND;
+    ``None`` when both are ``None``. Both masks must be on ``device`` (that of q), when it is given.
     """
     rank, n = len(q_shape), q_shape[-2]
     scores = (*q_shape[:-2], n, m)
@@ -176,8 +209,15 @@ def check_attention_mask(
                 f"mask must be 2-D (n, m) = {(n, m)} or have the scores' rank {rank} with each "
                 f"axis of size 1 or of the scores' size {scores}, got {shape}; {_PADDING_HINT}"
             )
-        if mask.dtype != torch.bool:
-            mask = mask.to(dtype)
+        if device is not None and mask.device != device:  # chunked ignored a meta mask
+            raise ValueError(f"mask must be on q's device {device}, got a mask on {mask.device}")
+        if mask.dtype not in (torch.bool, dtype):
+            # Masked entries (-inf, or at most finfo.min of the mask's own dtype: a float16
+            # mask's -65504 is an ordinary value in float32) stay masked: -inf in `dtype`.
+            # A mask already in `dtype` is kept as it is (no copy): each path reads its
+            # finfo.min entries as masked itself.
+            blocked = mask <= torch.finfo(mask.dtype).min
+            mask = mask.to(dtype).masked_fill_(blocked, float("-inf"))
     if key_padding_mask is None:
         return mask
     pad = key_padding_mask
@@ -187,12 +227,14 @@ def check_attention_mask(
     if rank < 3 or tuple(pad.shape) != (q_shape[0], m):
         expected = (q_shape[0], m) if rank > 2 else "a batch axis in q, k, v"
         raise ValueError(f"key_padding_mask must be (B, m) = {expected}, got {tuple(pad.shape)}")
+    if device is not None and pad.device != device:
+        raise ValueError(f"key_padding_mask must be on q's device {device}, got {pad.device}")
     pad = pad.view(pad.shape[0], *(1,) * (rank - 2), m)  # (B, m) -> (B, 1, ..., 1, m)
     if mask is None:
         return pad
     if mask.dtype == torch.bool:
         return mask & pad
-    return torch.where(pad, mask, torch.finfo(dtype).min)  # a float mask: masked = finfo.min
+    return torch.where(pad, mask, float("-inf"))  # a float mask: masked = -inf, never finite
 
 
 def check_finite_result(out: Tensor, **inputs: Tensor | None) -> None:

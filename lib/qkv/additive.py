@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from qkv._checks import check_attention_mask, check_finite_result, check_int, check_qkv
-from qkv.masks import _masked_softmax
+from qkv.masks import masked_softmax
 
 __all__ = ["additive_attention", "AdditiveAttention"]
 
@@ -43,6 +43,10 @@ def additive_attention(
     Used in: Q1, Q2.
     """
     check_qkv(q, k, v, same_d_k=False)
+    for name, weight in (("w_q", w_q), ("w_k", w_k), ("w", w)):
+        if not isinstance(weight, Tensor) or weight.dtype != q.dtype:
+            got = weight.dtype if isinstance(weight, Tensor) else type(weight).__name__
+            raise TypeError(f"{name} must be a Tensor of q's dtype {q.dtype}, got {got}")
     d_hidden = w_q.shape[0] if w_q.dim() == 2 else -1
     for name, weight, shape in (
         ("w_q", w_q, (d_hidden, q.shape[-1])),
@@ -51,11 +55,11 @@ def additive_attention(
     ):
         if tuple(weight.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(weight.shape)}")
-    mask = check_attention_mask(mask, None, q.shape, k.shape[-2], q.dtype)
+    mask = check_attention_mask(mask, None, q.shape, k.shape[-2], q.dtype, q.device)
     q_hidden = (q @ w_q.T).unsqueeze(-2)  # (..., n, d_q) -> (..., n, 1, d_hidden)
     k_hidden = (k @ w_k.T).unsqueeze(-3)  # (..., m, d_k) -> (..., 1, m, d_hidden)
     scores = torch.tanh(q_hidden + k_hidden) @ w  # (..., n, m, d_hidden) -> (..., n, m)
-    weights = _masked_softmax(scores, mask)
+    weights = masked_softmax(scores, mask)
     out = weights @ v  # (..., n, m) @ (..., m, d_v) -> (..., n, d_v)
     check_finite_result(out, q=q, k=k, v=v, mask=mask)
     return out, weights

@@ -10,7 +10,8 @@ The input rules (every function here, and :class:`MultiHeadAttention`):
   broadcasts silently into another tensor's batch or head axis.
 - ``mask``: bool, ``True`` = may attend (the convention of
   :func:`torch.nn.functional.scaled_dot_product_attention`), or float, added to the
-  scores (``-inf`` or ``finfo.min`` = masked). Its rank fixes its meaning: either 2-D
+  scores (``-inf``, or ``finfo.min`` of the mask's own dtype = masked; a masked key gets
+  weight 0 whatever its score, in every dtype). Its rank fixes its meaning: either 2-D
   ``(n, m)`` exactly, one pair mask for every batch element and head (causal, local
   window), or the scores' rank ``(..., n, m)``, size-1 axes broadcasting. Nothing
   else: a ``(B, m)`` padding mask passed as ``mask`` would read as ``(n, m)``. With a
@@ -44,10 +45,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qkv._checks import check_attention_mask, check_finite_result, check_qkv, check_scale
+from qkv._checks import (
+    check_attention_mask,
+    check_finite_result,
+    check_positive_ints,
+    check_probability,
+    check_qkv,
+    check_scale,
+)
 from qkv.additive import AdditiveAttention, additive_attention
 from qkv.chunked import chunked_attention
-from qkv.masks import _empty_rows, _let_empty_rows_attend, _masked_softmax
+from qkv.masks import empty_rows, is_masked, masked_softmax
 
 __all__ = [
     "scaled_dot_product_attention",
@@ -97,29 +105,35 @@ def scaled_dot_product_attention(
     Used in: Q1, Q2, Q4, Q5, Q7, Q8, Q20, Q25.
     """
     check_qkv(q, k, v)
-    mask = check_attention_mask(mask, key_padding_mask, q.shape, k.shape[-2], q.dtype)
+    mask = check_attention_mask(mask, key_padding_mask, q.shape, k.shape[-2], q.dtype, q.device)
     scale = check_scale(scale, q.shape[-1])
-    if not 0.0 <= dropout_p <= 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1], got {dropout_p}")
+    check_probability(dropout_p=dropout_p)
     if return_weights:  # the reference path
-        # Scale q before the product, not the scores after: q k^T can overflow float16.
-        scores = (q * scale) @ k.transpose(-2, -1)  # (..., n, d_k) @ (..., d_k, m) -> (..., n, m)
-        weights = _masked_softmax(scores, mask)
+        # In float32 at least, as the fused kernel: in float16 an allowed score below
+        # -65504 would become -inf. Scaling q first keeps q k^T small as well.
+        acc = torch.promote_types(q.dtype, torch.float32)
+        q_acc, k_acc, v_acc = q.to(acc), k.to(acc), v.to(acc)
+        scores = (q_acc * scale) @ k_acc.transpose(-2, -1)  # (..., n, d_k) @ (..., d_k, m)
+        weights = masked_softmax(scores, mask)
         if dropout_p > 0:
             weights = F.dropout(weights, dropout_p)
-        out = weights @ v  # (..., n, m) @ (..., m, d_v) -> (..., n, d_v)
+        out = (weights @ v_acc).to(q.dtype)  # (..., n, m) @ (..., m, d_v) -> (..., n, d_v)
         check_finite_result(out, q=q, k=k, v=v, mask=mask)
-        return out, weights
+        return out, weights.to(q.dtype)
     if mask is None:  # nothing to guard: hand over to torch at once
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
     else:
-        empty = _empty_rows(mask)
+        if mask.dtype != torch.bool:  # finfo.min -> -inf: a large score outweighs finfo.min
+            mask = mask.masked_fill(is_masked(mask), float("-inf"))
+        empty = empty_rows(mask)
         # Most masks leave no row empty: then skip two passes (over the mask and the
         # output). The test itself is a host sync on CUDA, like the finiteness check.
         if not empty.any():
             out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p, scale=scale)
         else:
-            mask = _let_empty_rows_attend(mask, empty)
+            # torch's kernel, like a plain softmax, may give NaN for a row with no allowed key
+            # (older versions did): let such rows attend everywhere, then zero them.
+            mask = mask | empty if mask.dtype == torch.bool else mask.masked_fill(empty, 0.0)
             out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p, scale=scale)
             out = out.masked_fill(empty, 0.0)
     check_finite_result(out, q=q, k=k, v=v, mask=mask)
@@ -175,13 +189,12 @@ class MultiHeadAttention(nn.Module):
     ) -> None:
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        _check_positive_ints(d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads)
+        check_positive_ints(d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads)
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not a multiple of n_heads={n_heads}")
         if n_heads % n_kv_heads:
             raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        check_probability(dropout=dropout)
         self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
         self.d_k = d_model // n_heads
         self.dropout = dropout
@@ -281,8 +294,3 @@ class MultiHeadAttention(nn.Module):
         mha.load_state_dict(state)
         return mha.train(m.training)
 
-
-def _check_positive_ints(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
+from qkv._checks import check_int
 from qkv.vocab import Tokenizer, _check_texts, _vocab_by_frequency
 
 __all__ = ["PRETOKENIZE_PATTERN", "pretokenize", "BPETokenizer"]
@@ -129,6 +130,7 @@ class BPETokenizer(Tokenizer):
             vocab_size: ``V`` wanted, special tokens and characters included; must
                 be at least the number of special tokens plus distinct characters.
         """
+        vocab_size = check_int("vocab_size", vocab_size, 1)  # 300.0 is refused
         texts = _check_texts(texts)
         word_counts = Counter(w for text in texts for w in pretokenize(text))
         words = [tuple(w) for w in word_counts]  # each word as a tuple of symbols

@@ -18,7 +18,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qkv._checks import check_attention_mask, check_finite_result, check_qkv, check_scale
+from qkv._checks import (
+    check_attention_mask,
+    check_finite_result,
+    check_int,
+    check_qkv,
+    check_scale,
+)
 
 __all__ = ["chunked_attention"]
 
@@ -54,14 +60,13 @@ def chunked_attention(
         ValueError: for NaN or inf in the inputs that reach the result (see
             :mod:`qkv.attention`), and for shapes outside the mask rule.
 
-    Used in: Q7.
+    Used in: Q7, Q8.
     """
-    for name, size in (("chunk_size", chunk_size), ("query_chunk_size", query_chunk_size)):
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"{name} must be a positive int, got {size!r}")
+    chunk_size = check_int("chunk_size", chunk_size, 1)
+    query_chunk_size = check_int("query_chunk_size", query_chunk_size, 1)
     batch = check_qkv(q, k, v)
     n, m = q.shape[-2], k.shape[-2]
-    full_mask = check_attention_mask(mask, key_padding_mask, q.shape, m, q.dtype)
+    full_mask = check_attention_mask(mask, key_padding_mask, q.shape, m, q.dtype, q.device)
     scale = check_scale(scale, q.shape[-1])
     if full_mask is not None:
         full_mask = full_mask.expand(*full_mask.shape[:-2], n, m)  # a view: blocks slice it

@@ -3,15 +3,20 @@
 Vaswani et al. compare self-attention with recurrent and convolutional layers by
 their cost per layer (``O(n^2 d)`` against ``O(n d^2)``) and by the path length
 between two positions (``O(1)`` against ``O(n)``). This module measures both on
-real modules instead of restating the table:
+real modules instead of restating the table. It is also the book's one measuring
+harness (FLOPs, time, peak memory), used by the chapters, :mod:`qkv.kvcache`, the
+exercises and ``benchmarks/attention.py``:
 
 - :func:`attention_flops` and :func:`rnn_flops` count the FLOPs that PyTorch's
   :class:`torch.utils.flop_counter.FlopCounterMode` sees in one forward pass;
 - :func:`peak_memory_mib` runs attention in a child process and reports its
   peak memory above the process's baseline (the method of
   ``benchmarks/attention.py``);
-- :func:`best_seconds` times a call and :func:`growth_exponent` fits the slope
-  of a log-log curve, the exponent ``p`` of ``cost ~ n^p``;
+- :func:`best_seconds` and :func:`median_seconds` time calls and
+  :func:`growth_exponent` fits the slope of a log-log curve, the exponent ``p``
+  of ``cost ~ n^p``;
+- :class:`PeakMemory` measures the peak memory of a block above its baseline and
+  :func:`child_json` runs a measurement in a fresh process;
 - :func:`influence_on_last` and :func:`rnn_reach` measure how strongly the first
   input position still moves the last output of a layer (the path length, seen
   through the gradient).
@@ -22,16 +27,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from qkv._checks import check_int
 from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
 
 __all__ = [
@@ -39,7 +46,10 @@ __all__ = [
     "attention_flops",
     "rnn_flops",
     "best_seconds",
+    "median_seconds",
     "growth_exponent",
+    "PeakMemory",
+    "child_json",
     "peak_memory_mib",
     "influence_on_last",
     "rnn_reach",
@@ -116,10 +126,7 @@ def best_seconds(fn: Callable[[], object], repeats: int = 3, *, clock: str = "wa
     done on the CPU, which other programs competing for the cores do not inflate.
     Used in: Q5.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if clock not in ("wall", "cpu"):
-        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    _check_clock(repeats, clock)
     now = time.perf_counter if clock == "wall" else time.process_time
     cuda = clock == "wall" and torch.cuda.is_available()
     fn()  # warm-up: thread pools, allocator, kernel selection
@@ -133,6 +140,52 @@ def best_seconds(fn: Callable[[], object], repeats: int = 3, *, clock: str = "wa
             torch.cuda.synchronize()
         best = min(best, now() - start)
     return best
+
+
+def median_seconds(
+    fns: Mapping[str, Callable[[], object]],
+    repeats: int = 7,
+    *,
+    clock: str = "wall",
+    warmup: bool = True,
+) -> dict[str, float]:
+    """Median time of each function over ``repeats`` calls, the calls interleaved.
+
+    Round ``r`` calls the functions in an order rotated by ``r``, so that a load that
+    drifts (another job starting, the CPU clocking down) hits each function alike and
+    each call follows each other one equally often. ``clock`` is as in
+    :func:`best_seconds`; with ``warmup``, every function is called once first.
+
+    Returns:
+        ``{name: seconds}``.
+
+    Used in: benchmarks/attention.py and :func:`qkv.kvcache.decode_step_seconds`.
+    """
+    repeats = _check_clock(repeats, clock)
+    now = time.perf_counter if clock == "wall" else time.process_time
+    cuda = clock == "wall" and torch.cuda.is_available()
+    if warmup:
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            if cuda:
+                torch.cuda.synchronize()
+            start = now()
+            fns[name]()
+            if cuda:
+                torch.cuda.synchronize()
+            times[name].append(now() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _check_clock(repeats: object, clock: object) -> int:
+    repeats = check_int("repeats", repeats, 1)
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    return repeats
 
 
 def growth_exponent(ns: Sequence[float], values: Sequence[float], last: int = 3) -> float:
@@ -185,16 +238,75 @@ def peak_memory_mib(
     if device == "cpu" and not Path("/proc/self/status").exists():
         raise RuntimeError("peak memory on CPU needs Linux's /proc/self/status")
     config = {"ns": list(ns), "d_k": d_k, "n_heads": n_heads, "device": device, "window": window}
-    args = [json.dumps(config)]
-    env = os.environ | {"MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "qkv.complexity", *args]
-    result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    env = {"MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    return child_json(["-m", "qkv.complexity", json.dumps(config)], env=env)
+
+
+def child_json(args: Sequence[str], *, env: Mapping[str, str] | None = None) -> object:
+    """Run ``python *args`` in a fresh process and return the JSON of its last output line.
+
+    A fresh process is how peak memory is measured: its baseline is only ``import
+    torch``, and nothing a notebook allocated earlier counts. ``env`` adds variables to
+    this process's environment (e.g. ``MALLOC_MMAP_THRESHOLD_``).
+    """
+    cmd = [sys.executable, *args]
+    environment = os.environ | dict(env or {})
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=environment)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+class PeakMemory:
+    """Peak memory of a ``with`` block above the memory in use when it starts, in MiB.
+
+    On CPU: the high-water mark of resident memory (Linux ``VmHWM``, reset on entry
+    through ``/proc/self/clear_refs``) minus ``VmRSS`` on entry; off Linux, the
+    process's ``ru_maxrss``, which cannot be reset (so run one measurement per process).
+    On CUDA: ``torch.cuda.max_memory_allocated`` minus ``memory_allocated`` on entry.
+    After the block, :attr:`mib` holds the result::
+
+        with PeakMemory("cpu") as peak:
+            attention(q, k, v)
+        peak.mib
+    """
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device).type
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self.mib = math.nan
+
+    def __enter__(self) -> PeakMemory:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self._base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark
+            except OSError:
+                pass
+            self._base = _memory_kib("VmRSS")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.mib = (torch.cuda.max_memory_allocated() - self._base) / 2**20
+        else:
+            self.mib = (_memory_kib("VmHWM") - self._base) / 2**10
+
+
 def _memory_kib(key: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, KiB."""
-    lines = Path("/proc/self/status").read_text().splitlines()
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, KiB.
+
+    Off Linux, both are ``ru_maxrss`` (KiB on Linux, bytes on macOS)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        import resource  # Unix only; Linux has /proc
+
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return maxrss // 1024 if sys.platform == "darwin" else maxrss
     return int(next(line.split()[1] for line in lines if line.startswith(key + ":")))
 
 
@@ -208,20 +320,9 @@ def _child(ns: list[int], d_k: int, n_heads: int, device: str, window: int | Non
                 t.unfold(2, window, window // 2).transpose(-1, -2).transpose(1, 2).contiguous()
                 for t in (q, k, v)
             )
-        if device == "cuda":
-            torch.cuda.synchronize()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark
-            base = _memory_kib("VmRSS")
-        with torch.no_grad():
+        with torch.no_grad(), PeakMemory(device) as peak:
             out, weights = scaled_dot_product_attention(q, k, v, return_weights=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
-            peaks.append((torch.cuda.max_memory_allocated() - base) / 2**20)
-        else:
-            peaks.append((_memory_kib("VmHWM") - base) / 2**10)
+        peaks.append(peak.mib)
         del q, k, v, out, weights
     return peaks[1:]
 

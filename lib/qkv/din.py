@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qkv._checks import check_generator
 from qkv.masks import padding_mask
 from qkv.train import TrainConfig, train
 
@@ -55,8 +56,7 @@ def make_catalogue(
 ) -> Catalogue:
     """Random category centres of equal norm ``sqrt(d)`` (equal norms keep a dot-product
     score from favouring long vectors of another category). Used in: Q4."""
-    if isinstance(generator, int):
-        generator = torch.Generator().manual_seed(generator)
+    generator = check_generator(generator)  # or an int seed (numpy integers too)
     centres = F.normalize(torch.randn(n_categories, d, generator=generator), dim=-1) * d**0.5
     return Catalogue(centres)
 

@@ -137,6 +137,10 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
+        # Identifies this model's caches. Not id(self): a deleted model's id is reused by
+        # the next object, so its caches would pass. A new object per model is never reused
+        # while a cache holds it.
+        self._cache_token = object()
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # tokens
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)  # learned positions
         self.drop = nn.Dropout(config.embd_pdrop)
@@ -194,7 +198,7 @@ class GPT(nn.Module):
             keys.append(k)
             values.append(v)
         logits = self.lm_head(self.ln_f(x))  # (B, n, d_model) -> (B, n, V)
-        return logits, KVCache(tuple(keys), tuple(values), id(self))
+        return logits, KVCache(tuple(keys), tuple(values), self._cache_token)
 
     def _check_input_ids(self, input_ids: Tensor) -> tuple[int, int]:
         """Return ``(B, n)`` of integer ids in ``[0, V)`` with ``1 <= n <= n_positions``."""
@@ -220,7 +224,7 @@ class GPT(nn.Module):
         if cache is not None:
             if not isinstance(cache, KVCache):
                 raise TypeError(f"cache must be a KVCache from GPT.forward, got {type(cache)}")
-            if cache.owner != id(self) or len(cache.keys) != self.config.n_layer:
+            if cache.owner is not self._cache_token or len(cache.keys) != self.config.n_layer:
                 raise ValueError("cache was made by another model: pass this model's own cache")
             if cache.batch_size != batch_size:
                 raise ValueError(
@@ -257,6 +261,7 @@ def greedy_generate(
     """
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a qkv.gpt.GPT, got {type(model).__name__}")
+    model._check_input_ids(input_ids)  # an integer (B, n) tensor, not floats or a list
     check_int("max_new_tokens", max_new_tokens, 0)
     n_total = input_ids.shape[-1] + max_new_tokens
     if n_total > model.config.n_positions:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from qkv._checks import check_generator
 from qkv.attention import scaled_dot_product_attention
 
 __all__ = ["RegressionData", "noisy_sine", "nadaraya_watson", "bandwidth_errors"]
@@ -39,8 +40,7 @@ def noisy_sine(
     """``m`` noisy samples of ``f(x) = sin 2x + x / 2`` on ``[0, 5]`` (sorted by x) and a
     grid of ``n`` query points; ``generator`` (or an int seed) fixes the draw. Used in: Q1.
     """
-    if isinstance(generator, int):
-        generator = torch.Generator().manual_seed(generator)
+    generator = check_generator(generator)  # or an int seed (numpy integers too)
     x_train = torch.sort(torch.rand(m, generator=generator) * 5).values  # (m,)
     y_train = torch.sin(2 * x_train) + x_train / 2 + noise * torch.randn(m, generator=generator)
     x_query = torch.linspace(0, 5, n)  # (n,)

@@ -13,15 +13,14 @@ kept: a past query is never used again). Memory grows linearly with the tokens:
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from qkv._checks import check_int
+from qkv.complexity import median_seconds
 
 __all__ = ["KVCache", "kv_cache_bytes", "decode_step_seconds"]
 
@@ -32,12 +31,12 @@ class KVCache:
 
     ``m`` is the number of tokens seen so far. A cache is immutable: :meth:`qkv.gpt.GPT.forward`
     returns a new, longer one, so an old cache can be reused (e.g. to branch).
-    ``owner`` is the id of the model that made it.
+    ``owner`` is a token of the model that made it (an object no other model holds).
     """
 
     keys: tuple[Tensor, ...]
     values: tuple[Tensor, ...]
-    owner: int
+    owner: object
 
     @property
     def length(self) -> int:
@@ -106,17 +105,12 @@ def decode_step_seconds(
     if not positions or min(positions) < 1 or max(positions) >= ids.shape[1]:
         raise ValueError(f"positions must lie in [1, {ids.shape[1] - 1}], got {list(positions)}")
 
-    def median_seconds(step) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.process_time()
-            step()
-            times.append(time.process_time() - start)
-        return statistics.median(times)
+    def median(step: Callable[[], object]) -> float:
+        return median_seconds({"step": step}, repeats, clock="cpu", warmup=False)["step"]
 
     seconds: dict[str, list[float]] = {"cache": [], "no cache": []}
     for t in positions:
         _, cache = model(ids[:, :t])  # the prefix, computed once
-        seconds["cache"].append(median_seconds(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
-        seconds["no cache"].append(median_seconds(lambda t=t: model(ids[:, : t + 1])))
+        seconds["cache"].append(median(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
+        seconds["no cache"].append(median(lambda t=t: model(ids[:, : t + 1])))
     return seconds

@@ -2,14 +2,13 @@
 
 BERT has ``max_position_embeddings = 512`` learned positions and attention that
 costs O(L^2) time and memory, so a longer text must be cut, split or attended
-to sparsely. This module holds the four standard remedies:
+to sparsely. This module holds the remedies that Q20 measures (hierarchical
+encoding, Pappagari et al. 2019, is discussed there but not run):
 
 1. :func:`truncate`: keep the head, the tail, or both (Sun et al. 2019).
 2. :func:`sliding_windows` + :func:`aggregate`: overlapping windows, one
    prediction per window, pooled.
-3. :func:`hierarchical_pool` / :class:`HierarchicalClassifier`: encode chunks,
-   then combine the chunk vectors (Pappagari et al. 2019).
-4. :func:`local_global_mask`: Longformer's sliding-window + global attention
+3. :func:`local_global_mask`: Longformer's sliding-window + global attention
    pattern (Beltagy et al. 2020), as a boolean mask (True = may attend).
 """
 
@@ -19,7 +18,6 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 import torch
-from torch import nn
 
 from ._checks import check_dim, check_int
 
@@ -27,8 +25,6 @@ __all__ = [
     "truncate",
     "sliding_windows",
     "aggregate",
-    "hierarchical_pool",
-    "HierarchicalClassifier",
     "local_global_mask",
 ]
 
@@ -148,76 +144,6 @@ def aggregate(logits: torch.Tensor, how: str = "mean", *, dim: int = 0) -> torch
     if logits.shape[dim] == 0:
         raise ValueError(f"logits need at least one window along dim {dim}, got {logits.shape}")
     return logits.mean(dim) if how == "mean" else logits.amax(dim)
-
-
-def hierarchical_pool(
-    chunk_vectors: torch.Tensor, how: str = "mean", mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Combine the vectors of a document's chunks into one document vector.
-
-    The second stage of hierarchical encoding (Pappagari et al. 2019, who use
-    an LSTM or a Transformer over the chunk vectors; mean and max pooling are
-    the simplest such stage and have no parameters).
-
-    Args:
-        chunk_vectors: ``(B, C, d_model)``, one vector per chunk (e.g. a chunk's
-            [CLS] output).
-        how: ``"mean"`` or ``"max"``.
-        mask: bool ``(B, C)``, True = a real chunk (documents of different
-            lengths padded with empty chunks); every document needs one.
-    Returns:
-        ``(B, d_model)``.
-    """
-    if not isinstance(chunk_vectors, torch.Tensor) or chunk_vectors.dim() != 3:
-        got = getattr(chunk_vectors, "shape", type(chunk_vectors).__name__)
-        raise ValueError(f"chunk_vectors must be a tensor (B, C, d_model), got {got!r}")
-    if how not in ("mean", "max"):
-        raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
-    if mask is None:
-        mask = torch.ones(chunk_vectors.shape[:2], dtype=torch.bool, device=chunk_vectors.device)
-    if mask.dtype != torch.bool or mask.shape != chunk_vectors.shape[:2]:
-        raise ValueError(
-            f"mask must be bool (B, C) = {tuple(chunk_vectors.shape[:2])}, "
-            f"got {mask.dtype} {tuple(mask.shape)}"
-        )
-    if not mask.any(dim=1).all():
-        raise ValueError("every document needs at least one real chunk (a row of mask is False)")
-    keep = mask[..., None]  # (B, C) -> (B, C, 1)
-    if how == "mean":
-        # masked_fill, not a product: a padded chunk may hold inf or NaN
-        summed = chunk_vectors.masked_fill(~keep, 0.0).sum(dim=1)
-        return summed / keep.sum(dim=1).to(chunk_vectors.dtype)
-    return chunk_vectors.masked_fill(~keep, float("-inf")).amax(dim=1)
-
-
-class HierarchicalClassifier(nn.Module):
-    """Encode each window with ``chunk_encoder``, pool the chunk vectors, classify.
-
-    Args:
-        chunk_encoder: maps ids ``(N, window)`` to vectors ``(N, d_model)``.
-        d_model: width of the chunk vectors.
-        num_classes: number of output classes.
-        how: pooling of :func:`hierarchical_pool`.
-    Forward: windows ``(B, W, window)`` (from :func:`sliding_windows` on a
-    ``(B, L)`` batch) -> logits ``(B, num_classes)``.
-    """
-
-    def __init__(self, chunk_encoder: nn.Module, d_model: int, num_classes: int, how: str = "mean"):
-        super().__init__()
-        if how not in ("mean", "max"):
-            raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
-        self.chunk_encoder = chunk_encoder
-        self.classifier = nn.Linear(d_model, num_classes)
-        self.how = how
-
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        if windows.dim() != 3:
-            raise ValueError(f"windows must be (B, W, window), got {tuple(windows.shape)}")
-        batch_size, n_windows, width = windows.shape
-        # (B, W, window) -> (B * W, window) -> (B * W, d_model) -> (B, W, d_model)
-        vectors = self.chunk_encoder(windows.reshape(batch_size * n_windows, width))
-        vectors = vectors.reshape(batch_size, n_windows, -1)
-        return self.classifier(hierarchical_pool(vectors, self.how))
 
 
 def local_global_mask(

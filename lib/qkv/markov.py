@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from qkv._checks import check_generator
 from qkv._checks import check_positive_ints as _check_positive
-from qkv.tasks import N_SPECIAL, _generator
+from qkv.tasks import N_SPECIAL
 
 __all__ = ["MarkovLanguage"]
 
@@ -39,7 +40,7 @@ class MarkovLanguage:
         _check_positive(n_words=n_words, branching=branching)
         if branching > n_words:
             raise ValueError(f"branching must be <= n_words, got {branching} > {n_words}")
-        g = _generator(seed)
+        g = check_generator(seed)
         successors = torch.rand(n_words, n_words, generator=g).argsort(dim=1)[:, :branching]
         # normalised exponentials are Dirichlet(1, ..., 1) probabilities
         weights = -torch.log1p(-torch.rand(n_words, branching, generator=g))
@@ -58,7 +59,7 @@ class MarkovLanguage:
     ) -> torch.Tensor:
         """Return ``(B, length)`` word ids; the first word is uniform, the rest follow the chain."""
         _check_positive(batch_size=batch_size, length=length)
-        g = _generator(generator)
+        g = check_generator(generator)
         words = torch.empty(batch_size, length, dtype=torch.long)
         words[:, 0] = torch.randint(0, self.n_words, (batch_size,), generator=g)
         for t in range(1, length):

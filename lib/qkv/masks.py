@@ -21,9 +21,11 @@ For example, with lengths ``[2, 3]`` and ``L = 3``::
     to_torch_key_padding_mask(pad)             # [[F, F, T], [F, F, F]]
 
 A float mask is *added* to the scores instead: :func:`to_additive` gives 0 where
-allowed and the dtype's most negative finite value where not. That value, rather
-than ``-1e9``, is used because ``-1e9`` overflows to ``-inf`` in float16 (its
-largest magnitude is 65504).
+allowed and ``-inf`` where not. A float mask made elsewhere may use the most negative
+finite value of its dtype (Hugging Face's convention); qkv reads that value as masked
+too (:func:`is_masked`) and replaces it by ``-inf``, since a large score outweighs any
+finite penalty: in float16 (largest magnitude 65504), ``-65504 + 3e4`` beats an allowed
+score of ``-5.9e4``. :func:`masked_softmax` applies any of these masks to scores.
 
 Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15.
 """
@@ -44,6 +46,9 @@ __all__ = [
     "to_additive",
     "to_torch_key_padding_mask",
     "masked_mean",
+    "masked_softmax",
+    "is_masked",
+    "empty_rows",
 ]
 
 
@@ -103,7 +108,7 @@ def causal_mask(
     Returns:
         ``(n, m)`` bool, ``True`` = allowed (on and below the aligned diagonal).
 
-    Used in: Q2, Q7, Q11, Q14, Q15.
+    Used in: Q2, Q7, Q8, Q11, Q14, Q15.
     """
     m = n if m is None else m
     n, m = check_int("n", n, 0), check_int("m", m, 0)
@@ -141,7 +146,7 @@ def combine(*masks: torch.Tensor | None) -> torch.Tensor | None:
     Returns:
         The broadcast bool mask (``(B, 1, n, m)`` in the example), or ``None``
         when every argument is ``None``.
-    Used in: Q14.
+    Used in: Q8, Q14.
     """
     present = [mask for mask in masks if mask is not None]
     for i, mask in enumerate(present):
@@ -167,8 +172,12 @@ def to_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
         dtype: a floating dtype, normally that of the scores.
 
     Returns:
-        Same shape, ``dtype``: 0 where allowed, ``torch.finfo(dtype).min`` (the most
-        negative finite value, not ``-1e9`` which overflows in float16) where not.
+        Same shape, ``dtype``: 0 where allowed, ``-inf`` where not. Not ``-1e9`` or
+        ``torch.finfo(dtype).min``: a large enough score outweighs any finite number (in
+        float16 a masked score of 3e4 plus -65504 still beats an allowed -5.9e4), while
+        ``-inf`` plus any finite score stays ``-inf``. A row with every key masked is then
+        all ``-inf``, NaN in a plain softmax: :func:`masked_softmax` and qkv's attention
+        return zeros for it.
 
     Used in: Q7, Q8.
     """
@@ -176,7 +185,7 @@ def to_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     zeros = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
-    return zeros.masked_fill(~mask, torch.finfo(dtype).min)
+    return zeros.masked_fill(~mask, float("-inf"))
 
 
 def to_torch_key_padding_mask(pad: torch.Tensor) -> torch.Tensor:
@@ -215,9 +224,12 @@ def masked_mean(x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
     if x.dim() != 3 or pad.shape != x.shape[:2]:
         shapes = f"{tuple(x.shape)} and {tuple(pad.shape)}"
         raise ValueError(f"expected x (B, L, d_model) and pad (B, L), got {shapes}")
-    weights = pad.to(x.dtype).unsqueeze(-1)  # (B, L) -> (B, L, 1)
-    count = weights.sum(dim=1).clamp(min=1)  # (B, 1); an empty sequence divides 0 by 1
-    return (x * weights).sum(dim=1) / count
+    keep = pad.unsqueeze(-1)  # (B, L) -> (B, L, 1)
+    # where(), not a product with 0/1 weights: NaN * 0 = NaN, so a NaN (or inf) at a padded
+    # position would reach the mean. Padded positions must not take part at all.
+    total = torch.where(keep, x, 0.0).sum(dim=1)  # (B, d_model)
+    count = keep.sum(dim=1).clamp(min=1).to(x.dtype)  # (B, 1); an empty sequence: 0 / 1
+    return total / count
 
 
 def _check_bool(mask: torch.Tensor, name: str) -> None:
@@ -228,34 +240,78 @@ def _check_bool(mask: torch.Tensor, name: str) -> None:
 
 
 # ---------------------------------------------------------------- applying a mask to scores
-# Private helpers of qkv.attention and qkv.additive (a mask here is already validated).
 
 
-def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax over the key axis (-1) of ``scores (..., n, m)``; masked keys get weight 0."""
-    if mask is None:
-        return scores.softmax(dim=-1)
-    empty = _empty_rows(mask)
-    mask = _let_empty_rows_attend(mask, empty)
-    if mask.dtype == torch.bool:  # finfo.min, not -1e9: -1e9 overflows float16
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    else:
-        scores = scores + mask
-    # Masking before the softmax renormalises over the allowed keys only.
-    return scores.softmax(dim=-1).masked_fill(empty, 0.0)
+def masked_softmax(
+    scores: torch.Tensor, mask: torch.Tensor | None = None, *, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Softmax over the keys (the last axis) of ``scores``, where masked keys get weight 0.
+
+    The name is d2l's; the mask follows the book's convention (``True`` = may attend).
+    A masked key gets weight exactly 0 whatever its score: it is set to ``-inf``, which no
+    score can beat, not to a large negative number, which a large score outweighs (in
+    float16, a masked score of 3e4 plus ``finfo.min`` = -65504 beats an allowed -5.9e4).
+    Masking before the softmax renormalises over the allowed keys only. A query row with
+    no allowed key gets all-zero weights, never NaN. The arithmetic is done in at least
+    float32, as fused attention kernels do.
+
+    Args:
+        scores: ``(..., n, m)`` floating scores.
+        mask: ``None``; bool, ``True`` = may attend; or float, added to the scores, where
+            ``-inf`` or the most negative finite value of the *mask's* dtype
+            (``finfo(mask.dtype).min``, whatever the scores' dtype) means masked. It must
+            broadcast to ``scores``.
+        dtype: the dtype of the result; defaults to that of ``scores``.
+
+    Returns:
+        ``(..., n, m)`` weights, each row summing to 1 or, with no allowed key, to 0.
+
+    Used in: Q8.
+    """
+    dtype = scores.dtype if dtype is None else dtype
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
+    if mask is not None:
+        blocked = ~mask if mask.dtype == torch.bool else is_masked(mask)
+        if mask.dtype != torch.bool:
+            scores = scores + mask.to(scores.dtype).masked_fill(blocked, 0.0)
+        empty = blocked.all(dim=-1, keepdim=True)  # (..., n, 1): rows with no allowed key
+        # An empty row would be softmax over all -inf = 0/0 = NaN, in the output and its
+        # gradient: let it attend everywhere (a harmless computation), then zero it.
+        scores = scores.masked_fill(blocked & ~empty, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(empty, 0.0)
+    return weights.to(dtype)
 
 
-def _empty_rows(mask: torch.Tensor) -> torch.Tensor:
-    """``(..., n, 1)`` bool: True for the query rows in which no key is allowed."""
+def is_masked(mask: torch.Tensor) -> torch.Tensor:
+    """Which entries of a mask mean "may not attend".
+
+    Args:
+        mask: bool, ``True`` = may attend; or float (additive), where ``-inf`` and anything
+            at or below ``torch.finfo(mask.dtype).min`` are masked. The dtype is the
+            mask's own, so a float16 mask of -65504 still masks when it is used with
+            float32 scores, where -65504 is an ordinary score.
+
+    Returns:
+        bool, the shape of ``mask``, ``True`` = masked.
+    """
     if mask.dtype == torch.bool:
-        return ~mask.any(dim=-1, keepdim=True)
-    return (mask <= torch.finfo(mask.dtype).min).all(dim=-1, keepdim=True)
+        return ~mask
+    return mask <= torch.finfo(mask.dtype).min
 
 
-def _let_empty_rows_attend(mask: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
-    # An empty row is softmax over all -inf = 0/0 = NaN (in a plain softmax and in older
-    # torch kernels), in the output and its gradient. Letting it attend everywhere is a
-    # harmless computation instead, whose result the caller then zeroes.
-    if mask.dtype == torch.bool:
-        return mask | empty
-    return mask.masked_fill(empty, 0.0)
+def empty_rows(mask: torch.Tensor) -> torch.Tensor:
+    """Which query rows of a mask ``(..., n, m)`` allow no key at all.
+
+    Such a row is a softmax over nothing, 0/0 = NaN in a plain softmax, so attention
+    treats it apart (zero output and weights).
+
+    Args:
+        mask: bool (``True`` = may attend) or float (``-inf`` or ``finfo.min`` = masked).
+
+    Returns:
+        ``(..., n, 1)`` bool, ``True`` for a row in which every key is masked.
+    Used in: Q8.
+    """
+    return is_masked(mask).all(dim=-1, keepdim=True)

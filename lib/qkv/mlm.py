@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from numbers import Real
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qkv._checks import check_int
+from qkv._checks import check_generator, check_int
 from qkv.bert import Bert, BertConfig
 from qkv.data import MASK_ID, SPECIAL_IDS, MarkovLanguage
 from qkv.train import History, TrainConfig, train
@@ -51,7 +52,7 @@ def _check_id(name: str, value: object, vocab_size: int) -> int:
 
 
 def _check_split(split: Sequence[float]) -> tuple[float, float, float]:
-    if len(split) != 3 or any(not isinstance(p, int | float) for p in split):
+    if len(split) != 3 or any(isinstance(p, bool) or not isinstance(p, Real) for p in split):
         raise ValueError(f"split must be 3 numbers (mask, random, keep), got {split!r}")
     if any(not p >= 0 for p in split) or not math.isclose(sum(split), 1.0, abs_tol=1e-6):
         raise ValueError(f"split must be 3 non-negative fractions summing to 1, got {split!r}")
@@ -118,8 +119,8 @@ def mask_tokens(
             f"[] if there are none), got {special_ids!r}"
         )
     special = {_check_id("special id", s, vocab_size) for s in special_ids} | {mask_id}
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
-        raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
+    if isinstance(rate, bool) or not isinstance(rate, Real) or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")  # numpy too
     p_mask, p_random, _ = _check_split(split)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator)}")
@@ -202,7 +203,7 @@ def isolated_mask_batch(
     """
     check_int("size", size, 1)
     check_int("length", length, 3)
-    g = torch.Generator().manual_seed(generator) if isinstance(generator, int) else generator
+    g = check_generator(generator)  # a generator, or an int seed (numpy integers too)
     words = language.sample(size, length, generator=g)
     position = torch.randint(1, length - 1, (size,), generator=g)
     return words, position
@@ -251,7 +252,7 @@ def train_masked_lm(
     model was trained.
     Used in: Q16 (bert/q16_mask_rate).
     """
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 < rate <= 1.0:
+    if isinstance(rate, bool) or not isinstance(rate, Real) or not 0.0 < rate <= 1.0:
         raise ValueError(f"rate must be a number in (0, 1], got {rate!r}")
     if hide not in ("input", "attention"):
         raise ValueError(f"hide must be 'input' or 'attention', got {hide!r}")

@@ -13,10 +13,14 @@ batch instead; see Q22.)
   no mean subtraction and no bias (LLaMA), as :class:`torch.nn.RMSNorm`.
 
 The library's layers use PyTorch's modules; these two exist for teaching and
-are tested equal to PyTorch's.
+are tested equal to PyTorch's. Like PyTorch's, they compute the statistics in
+float32 for float16 and bfloat16 inputs (a float16 square overflows once
+``|x|`` passes 256) and return the input's dtype.
 """
 
 from __future__ import annotations
+
+from numbers import Real
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +41,7 @@ def _check_input(x: object, d_model: int, name: str) -> None:
 
 
 def _check_eps(eps: float) -> float:
-    if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
+    if not isinstance(eps, Real) or isinstance(eps, bool) or not eps >= 0:  # numpy too
         raise ValueError(f"eps must be a number >= 0, got {eps!r}")
     return float(eps)
 
@@ -62,10 +66,12 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.d_model, "LayerNorm")
-        mean = x.mean(dim=-1, keepdim=True)  # (..., 1): one mean per token
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))  # float16 squares overflow
+        mean = x32.mean(dim=-1, keepdim=True)  # (..., 1): one mean per token
         # biased variance (divide by d_model), as in the paper and in PyTorch
-        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
-        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        var = (x32 - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
+        y = (x32 - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        return y.to(x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -88,5 +94,6 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.d_model, "RMSNorm")
-        mean_square = x.pow(2).mean(dim=-1, keepdim=True)  # (..., 1): one per token
-        return x * torch.rsqrt(mean_square + self.eps) * self.weight
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))  # float16 squares overflow
+        mean_square = x32.pow(2).mean(dim=-1, keepdim=True)  # (..., 1): one per token
+        return (x32 * torch.rsqrt(mean_square + self.eps) * self.weight).to(x.dtype)

@@ -18,6 +18,7 @@ Used in: Q5, Q7, Q11, Q21.
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import torch
 from torch import Tensor
@@ -77,7 +78,8 @@ def rotary_angles(positions: Tensor, d_k: int, *, base: float = 10000.0) -> Tens
     d_k = check_int("d_k", d_k)
     if d_k < 2 or d_k % 2:
         raise ValueError(f"d_k must be a positive even int (features rotate in pairs), got {d_k!r}")
-    if not (isinstance(base, int | float) and math.isfinite(base) and base > 1):
+    is_number = isinstance(base, Real) and not isinstance(base, bool)  # numpy numbers too
+    if not (is_number and math.isfinite(base) and base > 1):
         raise ValueError(f"base must be a finite number > 1, got {base!r}")
     dtype = torch.float64 if positions.dtype == torch.float64 else torch.float32
     exponents = torch.arange(0, d_k, 2, dtype=dtype, device=positions.device) / d_k

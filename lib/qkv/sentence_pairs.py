@@ -82,8 +82,7 @@ def linked_documents(
     }
     for name, value in sizes.items():
         check_int(name, value, 1)
-    if not isinstance(length, int) or length < 3:
-        raise ValueError(f"length must be an int >= 3 (link in, words, link out), got {length!r}")
+    length = check_int("length", length, 3)  # link in, words, link out
     if not 0.0 <= topic_share <= 1.0:
         raise ValueError(f"topic_share must be in [0, 1], got {topic_share}")
     shape = (n_docs, sentences_per_doc, length)

@@ -5,8 +5,9 @@ same seed gives the same batch on every machine. Tensors are made on the CPU,
 batch first; the caller moves them with ``.to(device)``. All of them, and
 :class:`qkv.markov.MarkovLanguage`, are importable from :mod:`qkv.data` too.
 
-All tasks share one table of special token ids; a task's own tokens start at
-:data:`N_SPECIAL`:
+All tasks take their special ids from the book's one table,
+:data:`qkv.vocab.SPECIAL_TOKENS` (the tokenizers use it too); a task's own
+tokens start at :data:`N_SPECIAL`, where a text vocabulary has ``[UNK]``:
 
 =============  ===  ==========================================
 ``PAD_ID``     0    padding, always after the real tokens
@@ -30,8 +31,9 @@ from typing import NamedTuple
 
 import torch
 
-from qkv._checks import check_int
+from qkv._checks import check_generator, check_int
 from qkv._checks import check_positive_ints as _check_positive
+from qkv.vocab import BOS, CLS, EOS, MASK, PAD, SEP, SPECIAL_TOKENS
 
 __all__ = [
     "PAD_ID",
@@ -53,23 +55,15 @@ __all__ = [
     "long_documents",
 ]
 
-PAD_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = range(6)
+PAD_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = (
+    SPECIAL_TOKENS.index(token) for token in (PAD, BOS, EOS, CLS, SEP, MASK)
+)
 SPECIAL_IDS: tuple[int, ...] = (PAD_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID)
 #: The first id of a task's own tokens (the number of special ids).
 N_SPECIAL = len(SPECIAL_IDS)
+assert SPECIAL_TOKENS[N_SPECIAL] == "[UNK]"  # the one token of the table that tasks never use
 #: ``V`` of :func:`digit_seq2seq`: digit ``d`` has id ``N_SPECIAL + d``.
 DIGIT_VOCAB_SIZE = N_SPECIAL + 10
-
-
-def _generator(generator: torch.Generator | int) -> torch.Generator:
-    """A CPU generator: ``generator`` itself, or a new one seeded with the int."""
-    if isinstance(generator, torch.Generator):
-        if generator.device.type != "cpu":
-            raise ValueError(f"generator must be a CPU generator, got one on {generator.device}")
-        return generator
-    if isinstance(generator, Integral) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(check_int("generator (a seed)", generator, 0))
-    raise TypeError(f"generator must be a torch.Generator or an int seed >= 0, got {generator!r}")
 
 
 def _random_lengths(
@@ -114,7 +108,7 @@ def digit_seq2seq(
     """
     if task not in ("reverse", "copy"):
         raise ValueError(f"task must be 'reverse' or 'copy', got {task!r}")
-    g = _generator(generator)
+    g = check_generator(generator)
     lengths = _random_lengths(batch_size, min_len, max_len, g)
     digits = torch.randint(0, 10, (batch_size, max_len), generator=g) + N_SPECIAL
     position = torch.arange(max_len)
@@ -165,7 +159,7 @@ def associative_recall(
     _check_positive(batch_size=batch_size, n_pairs=n_pairs, n_keys=n_keys, n_values=n_values)
     if n_pairs > n_keys:
         raise ValueError(f"n_pairs must be <= n_keys (keys are distinct), got {n_pairs} > {n_keys}")
-    g = _generator(generator)
+    g = check_generator(generator)
     # a random permutation per row, cut to P: distinct keys in each row
     keys = torch.rand(batch_size, n_keys, generator=g).argsort(dim=1)[:, :n_pairs] + N_SPECIAL
     values = torch.randint(0, n_values, (batch_size, n_pairs), generator=g) + N_SPECIAL + n_keys
@@ -223,7 +217,7 @@ def sequence_classification(
         raise ValueError(f"n_words must be >= 3 (A, B and a distractor), got {n_words}")
     if rule == "pair" and min_len < 3:
         raise ValueError(f"rule 'pair' needs min_len >= 3, got {min_len}")
-    g = _generator(generator)
+    g = check_generator(generator)
     lengths = _random_lengths(batch_size, min_len, max_len, g)
     real = torch.arange(max_len) < lengths[:, None]  # (B, max_len)
     labels = torch.randint(0, 2, (batch_size,), generator=g)
@@ -316,7 +310,7 @@ def long_documents(
         raise ValueError(
             f"position must be 'start', 'middle', 'end', 'random' or an int, got {position!r}"
         )
-    g = _generator(generator)
+    g = check_generator(generator)
     input_ids = torch.randint(0, n_noise, (batch_size, length), generator=g) + N_SPECIAL + n_classes
     labels = torch.randint(0, n_classes, (batch_size,), generator=g)
     evidence_position = torch.randint(low, high, (batch_size,), generator=g)

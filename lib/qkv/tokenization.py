@@ -8,7 +8,8 @@
   down to characters.
 
 All share the vocabulary layout of :mod:`qkv.vocab` (special tokens first:
-``[PAD]`` = 0, ``[UNK]`` = 1, ``[CLS]`` = 2, ``[SEP]`` = 3, ``[MASK]`` = 4);
+``[PAD]`` = 0, ``[BOS]`` = 1, ``[EOS]`` = 2, ``[CLS]`` = 3, ``[SEP]`` = 4,
+``[MASK]`` = 5, ``[UNK]`` = 6, the ids of the synthetic tasks too);
 :data:`qkv.vocab.SPECIAL_TOKENS`, :class:`qkv.vocab.Tokenizer`, :class:`qkv.bpe.BPETokenizer` and
 :func:`qkv.bpe.pretokenize` are importable from here too.
 
@@ -29,7 +30,9 @@ from collections.abc import Iterable, Sequence
 from qkv.bpe import PRETOKENIZE_PATTERN as PRETOKENIZE_PATTERN
 from qkv.bpe import BPETokenizer as BPETokenizer
 from qkv.bpe import pretokenize as pretokenize
+from qkv.vocab import BOS as BOS
 from qkv.vocab import CLS as CLS
+from qkv.vocab import EOS as EOS
 from qkv.vocab import MASK as MASK
 from qkv.vocab import PAD as PAD
 from qkv.vocab import SEP as SEP

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 import torch
@@ -67,7 +68,8 @@ class TrainConfig:
             optional = name in ("max_seconds", "grad_clip")
             if optional and value is None:
                 continue
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            bad = isinstance(value, bool) or not isinstance(value, Real)  # numpy numbers pass
+            if bad or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
             if optional and value == 0:
                 raise ValueError(f"{name} must be > 0 or None, got {value!r}")

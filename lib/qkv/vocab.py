@@ -1,9 +1,23 @@
 """The vocabulary every qkv tokenizer shares: special tokens first, and the id <-> token map.
 
 Every tokenizer maps text to a list of token ids and back. They share one
-vocabulary layout: the special tokens :data:`SPECIAL_TOKENS` come first
-(``[PAD]`` = 0, ``[UNK]`` = 1, ``[CLS]`` = 2, ``[SEP]`` = 3, ``[MASK]`` = 4),
-then the learned tokens, most frequent first. ``V`` (``vocab_size``) counts
+vocabulary layout: the special tokens :data:`SPECIAL_TOKENS` come first, then
+the learned tokens, most frequent first.
+
+:data:`SPECIAL_TOKENS` is the book's one table of special tokens; the
+synthetic tasks of :mod:`qkv.tasks` take their ids from it too, so ``[CLS]`` is
+3 everywhere:
+
+=============  ===  ==================================================
+``[PAD]``      0    padding, always after the real tokens
+``[BOS]``      1    beginning of a (target) sequence
+``[EOS]``      2    end of a (target) sequence
+``[CLS]``      3    classification token, first in the input
+``[SEP]``      4    separator between two segments
+``[MASK]``     5    the masked-LM token
+``[UNK]``      6    a token outside the vocabulary (text only: a task's
+                    own tokens start here, since a task has no unknown token)
+=============  ===  ================================================== ``V`` (``vocab_size``) counts
 both. :class:`Tokenizer` holds that vocabulary and does the lookups
 (``encode``/``decode``); subclasses decide how text is split into tokens:
 characters and words in :mod:`qkv.tokenization`, subwords in :mod:`qkv.bpe`.
@@ -18,11 +32,11 @@ import torch
 
 from qkv._checks import check_int
 
-__all__ = ["SPECIAL_TOKENS", "PAD", "UNK", "CLS", "SEP", "MASK", "Tokenizer"]
+__all__ = ["SPECIAL_TOKENS", "PAD", "BOS", "EOS", "CLS", "SEP", "MASK", "UNK", "Tokenizer"]
 
-PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
-#: The special tokens, ids 0 to 4 in every vocabulary here (BERT's names).
-SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK)
+PAD, BOS, EOS, CLS, SEP, MASK, UNK = "[PAD]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"
+#: The special tokens, ids 0 to 6 in every vocabulary here (BERT's names where BERT has them).
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, CLS, SEP, MASK, UNK)
 
 
 def _check_texts(texts: Iterable[str]) -> list[str]:
@@ -42,7 +56,8 @@ class Tokenizer:
     def __init__(self, vocab: Sequence[str]):
         vocab = list(vocab)
         if tuple(vocab[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
-            raise ValueError(f"vocab must start with {SPECIAL_TOKENS}, got {vocab[:5]}")
+            got = vocab[: len(SPECIAL_TOKENS)]
+            raise ValueError(f"vocab must start with {SPECIAL_TOKENS}, got {got}")
         if len(set(vocab)) != len(vocab):
             raise ValueError("vocab has duplicate tokens")
         self.vocab: list[str] = vocab
@@ -108,12 +123,12 @@ class Tokenizer:
 
 def _vocab_by_frequency(counts: Counter, min_freq: int, max_size: int | None) -> list[str]:
     """Special tokens, then tokens seen >= ``min_freq`` times, most frequent first."""
-    if min_freq < 1:
-        raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+    min_freq = check_int("min_freq", min_freq, 1)
     # ties broken alphabetically so that training is deterministic
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     tokens = [t for t, c in ranked if c >= min_freq and t not in SPECIAL_TOKENS]
     if max_size is not None:
+        max_size = check_int("max_size", max_size)
         if max_size <= len(SPECIAL_TOKENS):
             raise ValueError(f"max_size must be > {len(SPECIAL_TOKENS)}, got {max_size}")
         tokens = tokens[: max_size - len(SPECIAL_TOKENS)]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import check_int
+from ._checks import check_int, check_number
 
 __all__ = [
     "linear_warmup_constant",
@@ -93,7 +93,8 @@ def linear_warmup_cosine_decay(
     Used in: Q19.
     """
     step, warmup_steps, total_steps = _check_schedule(step, warmup_steps, total_steps)
-    if not isinstance(num_cycles, int | float) or not num_cycles > 0 or math.isinf(num_cycles):
+    num_cycles = check_number("num_cycles", num_cycles)  # True is refused, numpy accepted
+    if not num_cycles > 0 or math.isinf(num_cycles):
         raise ValueError(f"num_cycles must be a finite number > 0, got {num_cycles!r}")
     if step < warmup_steps:
         return step / warmup_steps

@@ -26,6 +26,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
+from qkv._checks import check_int
 from qkv.bpe import index_pairs, reindex_word
 from qkv.vocab import UNK, Tokenizer, _check_texts, _vocab_by_frequency
 
@@ -54,13 +55,25 @@ def _is_punctuation(char: str) -> bool:
     return unicodedata.category(char).startswith("P")
 
 
+def _is_control(char: str) -> bool:
+    # BERT's _clean_text removes NUL, U+FFFD and control characters, *before* it looks for
+    # whitespace: \x0b, \x0c, \x1c-\x1f and \x85 are controls (Cc) that str.isspace()
+    # also accepts, so they join their neighbours. \t, \n, \r count as whitespace. The
+    # categories are Hugging Face's BertTokenizer's (every "C*"); Google's original
+    # tokenization.py removes only Cc and Cf, keeping private-use and unassigned characters.
+    if char in "\t\n\r":
+        return False
+    return char in "\x00\ufffd" or unicodedata.category(char).startswith("C")
+
+
 def basic_tokenize(text: str, *, lowercase: bool = False, split_cjk: bool = True) -> list[str]:
     """Split ``text`` into words as BERT's ``BasicTokenizer`` does, before WordPiece.
 
     Whitespace separates words; each punctuation character is a word of its own;
     with ``split_cjk`` every CJK character is a word of its own (Chinese BERT);
     with ``lowercase`` words are lower-cased and accents stripped (``uncased``).
-    Control characters are dropped.
+    Control characters are dropped first, as in BERT's ``_clean_text``: a control that
+    Python counts as whitespace (``\x0b``, ``\x85``) joins its neighbours.
     Used in: Q13.
     """
     if not isinstance(text, str):
@@ -78,10 +91,10 @@ def basic_tokenize(text: str, *, lowercase: bool = False, split_cjk: bool = True
             c for c in unicodedata.normalize("NFD", text.lower()) if unicodedata.category(c) != "Mn"
         )
     for char in text:
-        if char.isspace():
+        if _is_control(char):
+            continue  # removed before the whitespace test: "a\x0bb" is one word, "ab"
+        elif char.isspace():  # BERT's _clean_text maps whitespace to " ", then str.split()
             flush()
-        elif unicodedata.category(char).startswith("C") or char == "\ufffd":
-            continue  # control characters and U+FFFD are removed, as in BERT's _clean_text
         elif _is_punctuation(char) or (split_cjk and is_cjk(char)):
             flush()
             words.append(char)
@@ -122,7 +135,7 @@ class WordPieceTokenizer(Tokenizer):
         super().__init__(list(vocab))
         self.lowercase = lowercase
         self.split_cjk = split_cjk
-        self.max_chars_per_word = max_chars_per_word
+        self.max_chars_per_word = check_int("max_chars_per_word", max_chars_per_word, 1)
         self.merges: list[tuple[str, str]] = []
 
     @classmethod
@@ -146,6 +159,7 @@ class WordPieceTokenizer(Tokenizer):
             texts: training text.
             vocab_size: ``V`` wanted, special tokens and initial symbols included.
         """
+        vocab_size = check_int("vocab_size", vocab_size, 1)
         texts = _check_texts(texts)
         words_of = (basic_tokenize(t, lowercase=lowercase, split_cjk=split_cjk) for t in texts)
         word_counts = Counter(w for words in words_of for w in words)

@@ -16,7 +16,11 @@ counter-example when the answer is wrong.
 - each case runs under a time limit (``time_limit`` seconds, default
   :data:`TIME_LIMIT`), so an infinite loop gives "timed out" instead of a hung cell;
 - any exception from the reader's code, ``SystemExit`` included, becomes a verdict;
-  only ``KeyboardInterrupt`` (the user pressing stop) goes through.
+  only ``KeyboardInterrupt`` (the user pressing stop) goes through;
+- each case runs in a fixed global state (default dtype float32, seeded CPU generator)
+  and the caller's default dtype and random generators are restored afterwards
+  (:func:`kernel_state_kept`), so the verdict is the same in any kernel and the
+  checker changes nothing in it.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ import dis
 import inspect
 import textwrap
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
-__all__ = ["Case", "Mismatch", "Verdict", "assert_close", "run_checks", "TIME_LIMIT"]
+__all__ = [
+    "Case", "Mismatch", "Verdict", "assert_close", "run_checks", "kernel_state_kept", "TIME_LIMIT",
+]
 
 Status = Literal["passed", "not attempted", "failed"]
 
@@ -104,7 +111,8 @@ def run_checks(
     guarded = _InputGuard(fn)
     n_passed = 0
     for case in cases:
-        finished, error = _call_with_time_limit(case.run, guarded, time_limit)
+        with kernel_state_kept():
+            finished, error = _call_with_time_limit(case.run, guarded, time_limit)
         if not finished:
             return Verdict(
                 exercise,
@@ -123,6 +131,27 @@ def run_checks(
             )
         n_passed += 1
     return Verdict(exercise, "passed", f"All {n_passed} checks agree with the reference.")
+
+
+@contextmanager
+def kernel_state_kept() -> Iterator[None]:
+    """Run a block in a fixed global state and give the caller's state back afterwards.
+
+    Inside: the default dtype is float32 and the CPU generator is seeded with 0, so a
+    verdict does not depend on what the notebook did before (a chapter that set the
+    default dtype to float64, or drew random numbers). Afterwards the caller's default
+    dtype and the states of the global CPU and CUDA generators are restored: a checker
+    leaves no trace in the reader's kernel.
+    """
+    dtype = torch.get_default_dtype()
+    cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(0)
+        torch.set_default_dtype(torch.float32)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(dtype)
 
 
 def _call_with_time_limit(

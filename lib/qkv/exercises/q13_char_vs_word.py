@@ -19,7 +19,10 @@ _VOCAB = ["un", "##aff", "##able", "##a", "a", "aff", "able", "##ff", "##f", "##
 _CASES = [
     ("the textbook example", "unaffable", _VOCAB),
     ("longest match first, not shortest", "playing", _VOCAB),
-    ("'ing' exists but not as a continuation", "pinging", ["p", "##ing", "ing", "##in", "##g"]),
+    # Without "##ing", a split that strips "##" from the vocabulary and adds it back
+    # emits "##ing", which is not a piece: it must find "##in" + "##g" instead.
+    ("'ing' exists but not as a continuation", "pinging", ["p", "ing", "##in", "##g"]),
+    ("'##ing' exists but cannot start a word", "ingp", ["##ing", "i", "##n", "##g", "##p"]),
     ("a character with no piece: the whole word is [UNK]", "playingz", _VOCAB),
     ("no piece for the first character", "xable", _VOCAB),
     ("one character", "a", _VOCAB),
@@ -37,6 +40,12 @@ def _case(name: str, word: str, vocab: list[str]) -> Case:
         got = fn(word, set(vocab))
         if not isinstance(got, list) or not all(isinstance(p, str) for p in got):
             raise Mismatch(f"{name}: expected a list of str, got {got!r}")
+        strangers = [p for p in got if p not in vocab and p != "[UNK]"]
+        if strangers:
+            raise Mismatch(
+                f"{name}: {strangers} not in the vocabulary {vocab}: a word-initial piece and "
+                f"its '##' continuation are different entries"
+            )
         if got != expected:
             raise Mismatch(f"{name}: split of {word!r} should be {expected}, got {got}")
 
@@ -51,7 +60,8 @@ def check_wordpiece_split(fn: Callable[[str, set[str]], list[str]]) -> Verdict:
     vocabulary, ``##``-prefixed after the first; ``["[UNK]"]`` for the whole word
     if some position cannot be matched; ``[]`` for the empty word. Cases include
     shortest-match and right-to-left traps, a piece that exists only at word
-    start, a dead end after a greedy choice and an unknown character.
+    start and one that exists only as a continuation (a split that strips ``##``
+    from the vocabulary fails them), a dead end after a greedy choice and an unknown character.
 
     Used in: Q13.
     """

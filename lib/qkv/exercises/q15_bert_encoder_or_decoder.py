@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Integral
 
 import torch
 
@@ -30,7 +31,7 @@ def _case(name: str, config: BertConfig) -> Case:
         got = fn(config)
         if isinstance(got, torch.Tensor):
             got = got.item()
-        if not isinstance(got, int) or isinstance(got, bool):
+        if not isinstance(got, Integral) or isinstance(got, bool):  # numpy integers too
             raise Mismatch(f"{name}: expected an int, got {type(got).__name__}")
         if got != expected:
             raise Mismatch(f"{name} ({config}): expected {expected:,} parameters, got {got:,}")

@@ -101,6 +101,20 @@ def _edges(fn: Callable) -> None:
         raise Mismatch("rate = 1.0 must choose every non-special token")
 
 
+def _uses_the_generator(fn: Callable) -> None:
+    ids = _sentences(20, 32, seed=9)
+    first = _call(fn, ids, 0.5, seed=10)
+    again = _call(fn, ids, 0.5, seed=10)
+    other = _call(fn, ids, 0.5, seed=11)
+    if not all(torch.equal(a, b) for a, b in zip(first, again, strict=True)):
+        raise Mismatch(
+            "two calls with generators seeded alike gave different results: draw every random "
+            "number from `generator` (torch.rand(..., generator=generator)), not the global one"
+        )
+    if all(torch.equal(a, b) for a, b in zip(first, other, strict=True)):
+        raise Mismatch("generators seeded differently gave the same result: use `generator`")
+
+
 def check_bert_masking(fn: Callable) -> Verdict:
     """Check the reader's ``bert_mask(input_ids, *, rate, vocab_size, mask_id, special_ids,
     generator)`` from Q16.
@@ -110,7 +124,8 @@ def check_bert_masking(fn: Callable) -> Verdict:
     non-special token (10%) or stays (10%); ``labels`` holds the original id at
     chosen positions and -100 elsewhere. Proportions are checked on 25,000
     tokens within 5 binomial standard errors; also an empty batch, rows of
-    special tokens only, and ``rate = 1``.
+    special tokens only, ``rate = 1``, and that every draw comes from
+    ``generator`` (the same seed gives the same result, another seed another).
     Used in: Q16.
     """
     cases = [
@@ -118,5 +133,6 @@ def check_bert_masking(fn: Callable) -> Verdict:
         Case("proportions at rate 0.15", _proportions(0.15)),
         Case("proportions at rate 0.4", _proportions(0.4)),
         Case("empty batch, specials only, rate 1", _edges),
+        Case("the generator decides every draw", _uses_the_generator),
     ]
     return run_checks("bert_mask", fn, cases)

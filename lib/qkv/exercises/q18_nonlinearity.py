@@ -25,7 +25,8 @@ def _grid() -> torch.Tensor:
 
 
 def _batch() -> torch.Tensor:
-    return torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(0)) * 3
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(3, 5, 7, generator=g, dtype=torch.float32) * 3  # whatever the default
 
 
 def _extremes() -> torch.Tensor:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Real
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from qkv.attention import MultiHeadAttention
+from qkv.complexity import count_flops
 
-from .core import Case, Mismatch, Verdict, run_checks
+from .core import Case, Mismatch, Verdict, kernel_state_kept, run_checks
 
 __all__ = ["check_attention_flops", "measured_attention_flops"]
 
@@ -24,11 +25,10 @@ def measured_attention_flops(n: int, d_model: int, n_heads: int = 1) -> int:
 
     Used in: Q25 (chapters/transformer/q25_weaknesses).
     """
-    layer = MultiHeadAttention(d_model, n_heads)
-    x = torch.zeros(1, n, d_model)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        layer(x, need_weights=True)
-    return counter.get_total_flops()
+    with kernel_state_kept():  # the layer's initialisation draws from the global generator
+        layer = MultiHeadAttention(d_model, n_heads)
+    x = torch.zeros(1, n, d_model, dtype=layer.w_q.weight.dtype)
+    return count_flops(lambda: layer(x, need_weights=True))["total"]
 
 
 def _flops_case(n: int, d_model: int, n_heads: int) -> Case:
@@ -37,7 +37,7 @@ def _flops_case(n: int, d_model: int, n_heads: int) -> Case:
         got = fn(n, d_model)
         if isinstance(got, torch.Tensor):
             got = got.item()
-        if not isinstance(got, int | float) or got != expected:
+        if isinstance(got, bool) or not isinstance(got, Real) or got != expected:  # numpy too
             raise Mismatch(
                 f"n={n}, d_model={d_model} ({n_heads} heads): FlopCounterMode counts "
                 f"{expected:,} FLOPs, you returned {got!r}"
