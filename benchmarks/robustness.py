@@ -239,49 +239,6 @@ LEGACY += [  # Q7: how sharp the unscaled and the scaled dot product are (6 quer
 ]
 
 
-def _q01_claims() -> list[Claim]:
-    from qkv.explanation import same_output_experiment, top_weight_is_not_top_contributor
-    from qkv.kernel_regression import bandwidth_errors
-
-    def mse_ratio(seed: int) -> float:
-        errors = bandwidth_errors(seed)
-        return errors[1.0] / errors[0.3]
-
-    chapter, seeds = "q01_what_is_attention", tuple(range(20))
-    return [
-        legacy_claim(
-            "q01-oversmoothing",
-            chapter,
-            "Nadaraya–Watson: MSE to f with σ = 1 over MSE with σ = 0.3",
-            mse_ratio,
-            ">",
-            3.0,
-            seeds,
-        ),
-        legacy_claim(
-            "q01-same-output-distance",
-            chapter,
-            "total variation distance between two weight vectors with the same output",
-            lambda seed: same_output_experiment(seed).distance,
-            ">",
-            0.3,
-            seeds,
-        ),
-        legacy_claim(
-            "q01-top-weight-not-top-contributor",
-            chapter,
-            "share of queries whose top-weighted key is not the top contributor α_i‖v_i‖",
-            top_weight_is_not_top_contributor,
-            ">",
-            0.3,
-            seeds,
-        ),
-    ]
-
-
-LEGACY += _q01_claims()
-
-
 def _q03_claims() -> list[Claim]:
     from functools import cache
 

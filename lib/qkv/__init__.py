@@ -50,8 +50,7 @@ __all__ = ["device", "reproducible", "seed_everything", "__version__"]
 _SUBMODULES = frozenset(
     {
         "additive", "attention", "bert", "bpe", "chunked", "complexity", "data", "din",
-        "exercises", "experiments", "explanation", "glue", "gpt", "heads", "inductive_bias",
-        "kernel_regression",
+        "exercises", "experiments", "glue", "gpt", "heads", "inductive_bias",
         "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
         "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
         "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
