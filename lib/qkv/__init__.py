@@ -49,7 +49,7 @@ __all__ = ["device", "reproducible", "seed_everything", "__version__"]
 # Every public module file must be listed (tests/test_package.py checks it).
 _SUBMODULES = frozenset(
     {
-        "additive", "attention", "bert", "bpe", "chunked", "complexity", "data", "din",
+        "additive", "attention", "bert", "bpe", "chunked", "complexity", "data",
         "exercises", "experiments", "glue", "gpt", "heads", "inductive_bias",
         "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
         "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
