@@ -190,33 +190,6 @@ LEGACY: list[Claim] = [
     ),
 ]
 
-LEGACY += [  # Q5: how much of position 0 reaches the last output of a tanh RNN (L = 24)
-    legacy_claim(
-        id="q05-rnn-default-init",
-        chapter="q05_self_attention_core",
-        text="tanh RNN, PyTorch's default init: influence of position 0 / position 23",
-        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "default"),
-        op="<",
-        margin=1e-5,
-    ),
-    legacy_claim(
-        id="q05-rnn-orthogonal-more",
-        chapter="q05_self_attention_core",
-        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (more reach)",
-        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
-        op=">",
-        margin=1e-5,
-    ),
-    legacy_claim(
-        id="q05-rnn-orthogonal-still-decays",
-        chapter="q05_self_attention_core",
-        text="tanh RNN, orthogonal W_hh: influence of position 0 / position 23 (still decays)",
-        measure=lambda seed: qkv.complexity.rnn_reach_ratio(seed, "orthogonal"),
-        op="<",
-        margin=1e-2,
-    ),
-]
-
 LEGACY += [  # Q7: how sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64)
     legacy_claim(
         id="q07-dot-nearly-one-hot",
