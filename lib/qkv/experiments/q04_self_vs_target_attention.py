@@ -1,4 +1,6 @@
-"""Target attention as in the Deep Interest Network (DIN; Zhou et al. 2018).
+"""Q4, Self-attention vs target-attention (chapters/attention/q04_self_vs_target_attention).
+
+Target attention as in the Deep Interest Network (DIN; Zhou et al. 2018).
 
 A toy shop: a :class:`Catalogue` of categories (``C`` centres of equal norm in
 ``d`` dimensions; an item is its centre plus noise), users whose behaviour
@@ -8,13 +10,12 @@ model (:class:`InterestCTR`) that pools the behaviours with the unit's raw
 weights (DIN, Eq. 3: the weights do not sum to 1, so their sum keeps the
 *intensity* of interest) or with a softmax. :func:`train_interest_models` is the
 chapter's seeded experiment: both poolings trained on a task where intensity is
-the signal.
-
-Used in: Q4 (chapters/attention/q04_self_vs_target_attention).
+the signal; :func:`interest_run` adds the probes the chapter's claims read.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qkv._checks import check_generator
+from qkv.experiments import Claim, claims, experiment
 from qkv.masks import padding_mask
 from qkv.train import TrainConfig, train
 
@@ -34,7 +36,15 @@ __all__ = [
     "user_batch",
     "train_interest_models",
     "probe_intensity",
+    "InterestRun",
+    "interest_run",
+    "smallest_increase",
+    "CLAIMS",
 ]
+
+N_CATEGORIES, D = 6, 8  # the toy catalogue: six categories in 8 dimensions
+KS = tuple(range(1, 9))  # probe users with 1 to 8 matching behaviours
+SEEDS = tuple(range(10))
 
 
 class Catalogue(NamedTuple):
@@ -55,7 +65,7 @@ def make_catalogue(
     n_categories: int = 6, d: int = 8, *, generator: torch.Generator | int
 ) -> Catalogue:
     """Random category centres of equal norm ``sqrt(d)`` (equal norms keep a dot-product
-    score from favouring long vectors of another category). Used in: Q4."""
+    score from favouring long vectors of another category)."""
     generator = check_generator(generator)  # or an int seed (numpy integers too)
     centres = F.normalize(torch.randn(n_categories, d, generator=generator), dim=-1) * d**0.5
     return Catalogue(centres)
@@ -63,7 +73,7 @@ def make_catalogue(
 
 class ActivationUnit(nn.Module):
     """DIN's unit ``a(e_j, e_t) = MLP([e_j, e_t, e_j - e_t, e_j * e_t])`` (the inputs of the
-    authors' released code), one hidden layer with PReLU. Used in: Q4."""
+    authors' released code), one hidden layer with PReLU."""
 
     def __init__(self, d: int, hidden: int = 16) -> None:
         super().__init__()
@@ -79,7 +89,7 @@ class ActivationUnit(nn.Module):
 class InterestCTR(nn.Module):
     """Pool the behaviours with the unit's weights, then predict a click from
     ``[u, e_t, u * e_t]``. ``softmax=False`` is DIN (raw weights, padding weighs 0);
-    ``softmax=True`` normalises the weights over the real behaviours. Used in: Q4."""
+    ``softmax=True`` normalises the weights over the real behaviours."""
 
     def __init__(self, d: int, softmax: bool) -> None:
         super().__init__()
@@ -140,6 +150,7 @@ def _click_loss(model: InterestCTR, batch: UserBatch) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, batch.clicked)
 
 
+@experiment
 def train_interest_models(
     catalogue: Catalogue,
     seed: int,
@@ -154,7 +165,6 @@ def train_interest_models(
 
     Returns:
         ``{"DIN (no softmax)": model, "softmax": model}`` and their held-out accuracies.
-    Used in: Q4.
     """
     d = catalogue.centres.shape[1]
     test = user_batch(catalogue, 2000, torch.Generator().manual_seed(99))
@@ -172,6 +182,7 @@ def train_interest_models(
     return models, accuracy
 
 
+@experiment
 def probe_intensity(
     model: InterestCTR, catalogue: Catalogue, ks: list[int], *, seed: int, category: int = 0
 ) -> tuple[list[float], list[float]]:
@@ -183,7 +194,6 @@ def probe_intensity(
 
     Returns:
         the sums of the weights and the norms of the user vectors, one per ``k``.
-    Used in: Q4.
     """
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
@@ -196,3 +206,80 @@ def probe_intensity(
             totals.append(w.sum().item())  # interest intensity: the sum of the weights
             norms.append(u.norm().item())
     return totals, norms
+
+
+class InterestRun(NamedTuple):
+    """Both trained poolings of one seed and the probes the chapter reads."""
+
+    models: dict[str, InterestCTR]
+    accuracy: dict[str, float]  # held-out click accuracy per pooling
+    total: dict[str, list[float]]  # sum of the weights for probe users k in KS
+    norm: dict[str, list[float]]  # norm of the user vector for the same users
+
+    @property
+    def gap(self) -> float:
+        """Held-out accuracy, DIN pooling minus softmax pooling."""
+        return self.accuracy["DIN (no softmax)"] - self.accuracy["softmax"]
+
+
+@experiment
+def interest_run(seed: int, *, device: str | torch.device | None = None) -> InterestRun:
+    """The chapter's experiment for one seed: catalogue, both poolings trained
+    (:func:`train_interest_models`), and probe users with ``k`` in :data:`KS` matching
+    behaviours (:func:`probe_intensity`)."""
+    catalogue = make_catalogue(N_CATEGORIES, d=D, generator=seed)
+    models, accuracy = train_interest_models(catalogue, seed, device=device)
+    total, norm = {}, {}
+    for name, model in models.items():
+        total[name], norm[name] = probe_intensity(model, catalogue, list(KS), seed=seed)
+    return InterestRun(models, accuracy, total, norm)
+
+
+@functools.cache
+def _run(seed: int) -> InterestRun:
+    return interest_run(seed, device="cpu")
+
+
+def smallest_increase(totals: list[float]) -> float:
+    """Smallest increase of ``|sum of weights|`` from one probe user to the next (``k`` to
+    ``k + 1`` matching behaviours): positive when the intensity grows at every step."""
+    magnitude = [abs(t) for t in totals]
+    return min(b - a for a, b in zip(magnitude, magnitude[1:], strict=False))
+
+
+CLAIMS = claims(
+    Claim(
+        "q04-din-beats-softmax",
+        "held-out click accuracy, DIN pooling − softmax pooling",
+        lambda seed: _run(seed).gap,
+        ">",
+        0.03,
+        SEEDS,
+    ),
+    Claim(
+        "q04-din-norm-grows",
+        "DIN: norm of the user vector with 8 matching behaviours over 1",
+        lambda seed: (
+            _run(seed).norm["DIN (no softmax)"][-1] / _run(seed).norm["DIN (no softmax)"][0]
+        ),
+        ">",
+        4.0,
+        SEEDS,
+    ),
+    Claim(
+        "q04-softmax-norm-flat",
+        "softmax: largest over smallest user-vector norm, 1 to 8 matching behaviours",
+        lambda seed: max(_run(seed).norm["softmax"]) / min(_run(seed).norm["softmax"]),
+        "<",
+        1.4,
+        SEEDS,
+    ),
+    Claim(
+        "q04-din-intensity-increases",
+        "DIN: smallest increase of |sum of weights| from k to k + 1 matching behaviours",
+        lambda seed: smallest_increase(_run(seed).total["DIN (no softmax)"]),
+        ">",
+        0.0,
+        SEEDS,
+    ),
+)

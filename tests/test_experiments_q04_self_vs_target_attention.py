@@ -1,9 +1,10 @@
-"""qkv.din: DIN's raw-weight pooling keeps the intensity, the softmax pooling does not."""
+"""qkv.experiments.q04_self_vs_target_attention: DIN's raw-weight pooling keeps the
+intensity, the softmax pooling does not."""
 
 import pytest
 import torch
 
-from qkv.din import (
+from qkv.experiments.q04_self_vs_target_attention import (
     InterestCTR,
     make_catalogue,
     probe_intensity,
