@@ -50,12 +50,12 @@ __all__ = ["device", "reproducible", "seed_everything", "__version__"]
 _SUBMODULES = frozenset(
     {
         "additive", "attention", "bert", "bpe", "chunked", "complexity", "data", "din",
-        "exercises", "experiments", "explanation", "glue", "gpt", "heads", "inductive_bias",
+        "exercises", "experiments", "explanation", "glue", "gpt", "inductive_bias",
         "kernel_regression",
         "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
-        "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
-        "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
-        "shared_projections", "stability", "tasks", "tiny_transformer", "tokenization",
+        "longtext_task", "markov", "masks", "mlm", "models", "norms", "plot",
+        "pooling", "positions", "quiz", "sentence_pairs", "seq2seq",
+        "stability", "tasks", "tiny_transformer", "tokenization",
         "train", "tying", "vocab", "warmup", "wordpiece",
     }
 )  # fmt: skip

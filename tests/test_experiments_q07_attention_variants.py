@@ -1,11 +1,11 @@
-"""Tests for qkv.scoring: every score against a brute-force loop over (query, key) pairs."""
+"""qkv.experiments.q07_attention_variants: every score against a brute-force loop."""
 
 import math
 
 import pytest
 import torch
 
-from qkv.scoring import compare_scores, mean_max_weight
+from qkv.experiments.q07_attention_variants import compare_scores, mean_max_weight
 
 
 def test_scores_match_a_loop_over_pairs():

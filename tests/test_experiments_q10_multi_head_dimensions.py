@@ -1,10 +1,15 @@
-"""Tests for qkv.heads: the neighbour task against a brute-force loop, and the seeded run."""
+"""qkv.experiments.q10_multi_head_dimensions: the neighbour task against a brute-force loop,
+and the seeded run."""
 
 import pytest
 import torch
 
 from qkv.attention import MultiHeadAttention
-from qkv.heads import neighbour_batch, neighbour_mse, train_neighbour_heads
+from qkv.experiments.q10_multi_head_dimensions import (
+    neighbour_batch,
+    neighbour_mse,
+    train_neighbour_heads,
+)
 
 
 def test_neighbour_batch_matches_a_loop():

@@ -1,4 +1,4 @@
-"""The classic attention score functions side by side, on the same queries and keys.
+"""Q7 (chapters/attention/q07_attention_variants): the classic score functions side by side.
 
 For a query ``q`` and a key ``k`` of width ``d``:
 
@@ -10,6 +10,7 @@ For a query ``q`` and a key ``k`` of width ``d``:
 :func:`compare_scores` draws random queries, keys and weights from a seed and
 returns every score matrix and its softmax, so that a chapter can compare how
 sharp each one is and a robustness run can repeat the comparison over seeds.
+``CLAIMS`` holds the chapter's seed-dependent claims.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import math
 import torch
 
 from qkv.attention import additive_attention
+from qkv.experiments import Claim, claims, experiment
 
-__all__ = ["compare_scores", "mean_max_weight"]
+__all__ = ["compare_scores", "mean_max_weight", "CLAIMS"]
 
 
+@experiment
 def compare_scores(
     seed: int, *, n: int = 6, m: int = 9, d: int = 64, d_hidden: int = 32
 ) -> dict[str, dict[str, torch.Tensor]]:
@@ -62,6 +65,7 @@ def compare_scores(
     return {"inputs": inputs, "scores": scores, "weights": weights}
 
 
+@experiment
 def mean_max_weight(seed: int, score: str) -> float:
     """Mean over queries of the largest attention weight of ``score`` in
     :func:`compare_scores` (1 = one-hot, ``1/m`` = uniform)."""
@@ -69,3 +73,24 @@ def mean_max_weight(seed: int, score: str) -> float:
     if score not in weights:
         raise ValueError(f"score must be one of {sorted(weights)}, got {score!r}")
     return weights[score].amax(-1).mean().item()
+
+
+# How sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64).
+CLAIMS = claims(
+    Claim(
+        "q07-dot-nearly-one-hot",
+        "unscaled dot product: mean largest attention weight",
+        lambda seed: mean_max_weight(seed, "dot"),
+        ">",
+        0.6,
+        tuple(range(20)),
+    ),
+    Claim(
+        "q07-scaled-dot-spread-out",
+        "scaled dot product: mean largest attention weight",
+        lambda seed: mean_max_weight(seed, "scaled dot"),
+        "<",
+        0.45,
+        tuple(range(20)),
+    ),
+)
