@@ -190,326 +190,128 @@ LEGACY: list[Claim] = [
     ),
 ]
 
-LEGACY += [  # Q7: how sharp the unscaled and the scaled dot product are (6 queries, 9 keys, d = 64)
-    legacy_claim(
-        id="q07-dot-nearly-one-hot",
-        chapter="q07_attention_variants",
-        text="unscaled dot product: mean largest attention weight",
-        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "dot"),
-        op=">",
-        margin=0.6,
-        seeds=tuple(range(20)),
-    ),
-    legacy_claim(
-        id="q07-scaled-dot-spread-out",
-        chapter="q07_attention_variants",
-        text="scaled dot product: mean largest attention weight",
-        measure=lambda seed: qkv.scoring.mean_max_weight(seed, "scaled dot"),
-        op="<",
-        margin=0.45,
-        seeds=tuple(range(20)),
-    ),
-]
 
-
-def _q06_claims() -> list[Claim]:
+def _q03_claims() -> list[Claim]:
     from functools import cache
 
-    from qkv.shared_projections import TIES, diagonal_max_rates, train_recall
+    from qkv.seq2seq import digit_accuracy, reversal_alignment, train_digit_model
 
     @cache
-    def recall(seed: int, steps: int = 500, d_model: int = 12) -> dict[str, tuple[float, float]]:
-        """{tie: (final held-out accuracy, final self weight)} for the three variants."""
-        out = {}
-        for tie in TIES:
-            history = train_recall(tie, seed=seed, steps=steps, d_model=d_model, device="cpu")
-            out[tie] = (history.metrics["accuracy"][-1], history.metrics["self_weight"][-1])
-        return out
+    def run(
+        seed: int, attention: bool, task: str, steps: int, d_hidden: int = 32
+    ) -> tuple[float, float, float]:
+        """(accuracy at 10-12 digits, mirror weight, mirror argmax rate) of one trained model."""
+        model, _ = train_digit_model(
+            attention=attention, task=task, steps=steps, seed=seed, d_hidden=d_hidden, device="cpu"
+        )
+        long = sum(digit_accuracy(model, task=task)[-3:]) / 3
+        if not attention:
+            return long, float("nan"), float("nan")
+        _, on_mirror, argmax_rate = reversal_alignment(model)
+        return long, on_mirror, argmax_rate
 
-    chapter, seeds, recall_seeds, long_seeds = (
-        "q06_keys_equal_values",
-        tuple(range(10)),
-        tuple(range(8)),
-        (0, 1, 2),
-    )
+    chapter, seeds, long_seeds = "q03_attention_vs_seq2seq", tuple(range(5)), (0, 1, 2)
     return [
         legacy_claim(
-            "q06-diagonal-untied",
+            "q03-classic-degrades",
             chapter,
-            "untied layers: largest share of rows whose max is the diagonal (d_k = 32, 8, 4)",
-            lambda seed: max(u for u, _ in diagonal_max_rates(seed).values()),
+            "classic model, reversal, 100 steps: digit accuracy at 10–12 digits",
+            lambda seed: run(seed, False, "reverse", 100)[0],
             "<",
-            0.15,
+            0.6,
             seeds,
         ),
         legacy_claim(
-            "q06-diagonal-tied",
+            "q03-copy-as-hard-as-reverse",
             chapter,
-            "W_Q = W_K: smallest share of rows whose max is the diagonal (d_k = 32, 8, 4)",
-            lambda seed: min(t for _, t in diagonal_max_rates(seed).values()),
+            "classic model, 100 steps: copy vs reverse, absolute difference at 10–12 digits",
+            lambda seed: abs(
+                run(seed, False, "copy", 100)[0] - run(seed, False, "reverse", 100)[0]
+            ),
+            "<",
+            0.1,
+            seeds,
+        ),
+        legacy_claim(
+            "q03-attention-gap",
+            chapter,
+            "reversal, 100 steps: attention − classic accuracy at 10–12 digits",
+            lambda seed: run(seed, True, "reverse", 100)[0] - run(seed, False, "reverse", 100)[0],
             ">",
             0.4,
             seeds,
         ),
         legacy_claim(
-            "q06-diagonal-tied-wide",
+            "q03-mirror-weight",
             chapter,
-            "W_Q = W_K, d_k = 32: share of rows whose max is the diagonal",
-            lambda seed: diagonal_max_rates(seed)[32][1],
+            "attention model, 12-digit reversal: mean weight on the mirrored digit",
+            lambda seed: run(seed, True, "reverse", 100)[1],
             ">",
-            0.95,
+            0.3,
             seeds,
         ),
         legacy_claim(
-            "q06-recall-untied",
+            "q03-mirror-argmax",
             chapter,
-            "associative recall, 500 steps: untied accuracy",
-            lambda seed: recall(seed)["untied"][0],
-            ">",
-            0.95,
-            recall_seeds,
-        ),
-        legacy_claim(
-            "q06-recall-kv-tied",
-            chapter,
-            "associative recall, 500 steps: W_K = W_V accuracy",
-            lambda seed: recall(seed)["W_K = W_V"][0],
+            "attention model, 12-digit reversal: share of steps whose top weight is the mirror",
+            lambda seed: run(seed, True, "reverse", 100)[2],
             ">",
             0.5,
-            recall_seeds,
+            seeds,
         ),
         legacy_claim(
-            "q06-recall-kv-tied-slower",
+            "q03-classic-400-steps",
             chapter,
-            "associative recall, 500 steps: untied − W_K = W_V accuracy",
-            lambda seed: recall(seed)["untied"][0] - recall(seed)["W_K = W_V"][0],
+            "classic model, reversal, 400 steps (page only): accuracy at 10–12 digits",
+            lambda seed: run(seed, False, "reverse", 400)[0],
             ">",
-            0.03,
-            recall_seeds,
-        ),
-        legacy_claim(
-            "q06-recall-qk-tied",
-            chapter,
-            "associative recall, 500 steps: W_Q = W_K accuracy",
-            lambda seed: recall(seed)["W_Q = W_K"][0],
-            ">",
-            0.1,
-            recall_seeds,
-        ),
-        legacy_claim(
-            "q06-self-weight-qk-tied",
-            chapter,
-            "W_Q = W_K: the query's weight on itself after 500 steps",
-            lambda seed: recall(seed)["W_Q = W_K"][1],
-            ">",
-            0.01,
-            recall_seeds,
-        ),
-        legacy_claim(
-            "q06-self-weight-untied",
-            chapter,
-            "untied: the query's weight on itself after 500 steps",
-            lambda seed: recall(seed)["untied"][1],
-            "<",
-            0.005,
-            recall_seeds,
-        ),
-        legacy_claim(
-            "q06-recall-1500-steps",
-            chapter,
-            "1500 steps (page only): lowest accuracy of the three variants",
-            lambda seed: min(a for a, _ in recall(seed, 1500).values()),
-            ">",
-            0.95,
+            0.4,
             long_seeds,
         ),
         legacy_claim(
-            "q06-recall-wide",
+            "q03-classic-1500-steps",
             chapter,
-            "d_model = d_k = 24, 500 steps (page only): lowest accuracy of the three variants",
-            lambda seed: min(a for a, _ in recall(seed, 500, 24).values()),
+            "classic model, reversal, 1500 steps (page only): accuracy at 10–12 digits",
+            lambda seed: run(seed, False, "reverse", 1500)[0],
             ">",
-            0.95,
+            0.6,
+            long_seeds,
+        ),
+        legacy_claim(
+            "q03-gap-1500-steps",
+            chapter,
+            "reversal, 1500 steps each (page only): attention − classic at 10–12 digits",
+            lambda seed: run(seed, True, "reverse", 1500)[0] - run(seed, False, "reverse", 1500)[0],
+            ">",
+            0.1,
+            long_seeds,
+        ),
+        legacy_claim(
+            "q03-narrow-classic-1500-steps",
+            chapter,
+            "d_hidden = 8 (c: 16 numbers), classic, reversal, 1500 steps (page only): "
+            "accuracy at 10–12 digits",
+            lambda seed: run(seed, False, "reverse", 1500, 8)[0],
+            "<",
+            0.5,
+            long_seeds,
+        ),
+        legacy_claim(
+            "q03-narrow-gap-1500-steps",
+            chapter,
+            "d_hidden = 8, reversal, 1500 steps each (page only): "
+            "attention − classic at 10–12 digits",
+            lambda seed: (
+                run(seed, True, "reverse", 1500, 8)[0] - run(seed, False, "reverse", 1500, 8)[0]
+            ),
+            ">",
+            0.4,
             long_seeds,
         ),
     ]
 
 
-LEGACY += _q06_claims()
-# Q9: the two toy mixers of qkv.mixing, as in the chapter (L = 7, d = 12).
-Q09 = "q09_attention_vs_fully_connected"
-Q09_SEEDS = tuple(range(20))
-
-
-def _q09_change(name: str) -> Callable[[int], float]:
-    from qkv.mixing import mixing_change
-
-    return lambda seed: mixing_change(seed, L=7, d=12)[name]
-
-
-def _q09_sharpening(seed: int) -> float:
-    from qkv.mixing import sharpening
-
-    return sharpening(seed, factor=3.0, L=7, d=12)
-
-
-LEGACY += [
-    legacy_claim("q09-fc-change", Q09, "FC mixer: largest change of the Jacobian mixing matrix, x1 vs x2",
-          _q09_change("FC"), "<", 1e-6, Q09_SEEDS),
-    legacy_claim("q09-attention-change", Q09, "attention: largest change of the Jacobian mixing matrix",
-          _q09_change("attention"), ">", 0.1, Q09_SEEDS),
-    legacy_claim("q09-sharpening", Q09, "attention: drop of the mean row entropy at 3× input (nats)",
-          _q09_sharpening, ">", 0.5, Q09_SEEDS),
-]  # fmt: skip
-
-
-# Q10: the neighbour task of qkv.heads, trained as in the chapter.
-Q10 = "q10_multi_head_dimensions"
-
-
-def _q10_held_out_mse(n_heads: int) -> Callable[[int], float]:
-    from qkv.heads import train_neighbour_heads
-
-    return lambda seed: train_neighbour_heads(n_heads, seed=seed, device="cpu").held_out_mse
-
-
-LEGACY += [
-    legacy_claim("q10-two-heads", Q10, "two heads (d_k = 8), 250 steps: held-out MSE",
-          _q10_held_out_mse(2), "<", 0.005),
-    legacy_claim("q10-one-head", Q10, "one head (d_k = 16), 250 steps: held-out MSE",
-          _q10_held_out_mse(1), ">", 0.03),
-]  # fmt: skip
-
-
-# Q12: the experiments of qkv.saturation, with the chapter's sizes.
-Q12 = "q12_scaling_sqrt_dk"
-Q12_D_K = (16, 32, 64, 128, 256, 512, 1024)
-Q12_SIZES = {"B": 16, "n": 64, "m": 64}
-Q12_SEEDS = tuple(range(40))
-
-
-def _q12_worst_variance(seed: int) -> float:
-    from qkv.saturation import score_variance
-
-    return max(abs(score_variance(d_k, seed=seed) / d_k - 1) for d_k in Q12_D_K)
-
-
-def _q12_sharpness(d_k: int, scale: float, which: int) -> Callable[[int], float]:
-    from qkv.saturation import softmax_sharpness
-
-    return lambda seed: softmax_sharpness(d_k, scale, seed=seed, **Q12_SIZES)[which]
-
-
-def _q12_width_spread(seed: int) -> float:
-    from qkv.saturation import softmax_sharpness
-
-    peaks = [softmax_sharpness(d, d**-0.5, seed=seed, **Q12_SIZES)[0] for d in Q12_D_K]
-    return max(peaks) / min(peaks)
-
-
-def _q12_logit_grad_ratio(d_k: int) -> Callable[[int], float]:
-    from qkv.saturation import logit_gradient
-
-    def ratio(seed: int) -> float:
-        scaled = logit_gradient(d_k, d_k**-0.5, seed=seed, **Q12_SIZES)[0].median()
-        return (scaled / logit_gradient(d_k, 1.0, seed=seed, **Q12_SIZES)[0].median()).item()
-
-    return ratio
-
-
-def _q12_exact_zeros(scale: float) -> Callable[[int], float]:
-    from qkv.saturation import logit_gradient
-
-    return lambda seed: (logit_gradient(1024, scale, seed=seed, **Q12_SIZES)[0] == 0).sum().item()
-
-
-def _q12_query_grad_ratio(d_k: int) -> Callable[[int], float]:
-    from qkv.saturation import query_gradient
-
-    def ratio(seed: int) -> float:
-        scaled = query_gradient(d_k, d_k**-0.5, seed=seed, **Q12_SIZES).median()
-        return (scaled / query_gradient(d_k, 1.0, seed=seed, **Q12_SIZES).median()).item()
-
-    return ratio
-
-
-def _q12_folding(key: str) -> Callable[[int], float]:
-    from qkv.saturation import folding_gaps
-
-    return lambda seed: folding_gaps(seed=seed, d_model=36, d_k=12)[key]
-
-
-def _q12_init_variance(t5: bool) -> Callable[[int], float]:
-    from qkv.saturation import init_logit_variance
-
-    d_model, d_k = 512, 64
-    w_q_std = (d_model * d_k) ** -0.5 if t5 else d_model**-0.5
-    target = 1.0 if t5 else d_k
-    return lambda seed: abs(init_logit_variance(w_q_std, d_model**-0.5, seed=seed) / target - 1)
-
-
-def _q12_qk_norm(kind: str) -> Callable[[int], float]:
-    from qkv.saturation import qk_norm_entropy
-
-    def measure(seed: int) -> float:
-        if kind == "plain":
-            return qk_norm_entropy(4, seed=seed).item()
-        if kind == "gain":
-            return (
-                qk_norm_entropy(1, gain=1, seed=seed) - qk_norm_entropy(1, gain=4, seed=seed)
-            ).item()
-        growth = torch.tensor(1.0, requires_grad=True)
-        gain = torch.tensor(1.0, requires_grad=True)
-        d_growth, d_gain = torch.autograd.grad(
-            qk_norm_entropy(growth, gain=gain, seed=seed), (growth, gain)
-        )
-        return abs(d_growth.item()) if kind == "d_growth" else d_gain.item()
-
-    return measure
-
-
-LEGACY += [
-    legacy_claim("q12-variance", Q12, "largest deviation of Var(q·k)/d_k from 1, d_k = 16…1024",
-          _q12_worst_variance, "<", 0.1, Q12_SEEDS),
-    legacy_claim("q12-unscaled-peak", Q12, "unscaled: mean largest weight at d_k = 512",
-          _q12_sharpness(512, 1.0, 0), ">", 0.8, Q12_SEEDS),
-    legacy_claim("q12-scaled-peak", Q12, "1/√d_k: mean largest weight at d_k = 512",
-          _q12_sharpness(512, 512**-0.5, 0), "<", 0.3, Q12_SEEDS),
-    legacy_claim("q12-scaled-width-spread", Q12, "1/√d_k: max / min of the mean largest weight over d_k",
-          _q12_width_spread, "<", 1.2, Q12_SEEDS),
-    legacy_claim("q12-inverse-dk-entropy", Q12, "1/d_k: entropy at d_k = 512 (log 64 = 4.159 nats)",
-          _q12_sharpness(512, 1 / 512, 1), ">", 0.99 * math.log(64), Q12_SEEDS),
-    legacy_claim("q12-logit-grad-512", Q12, "median ‖∂L/∂s‖, scaled / unscaled, d_k = 512",
-          _q12_logit_grad_ratio(512), ">", 30, Q12_SEEDS),
-    legacy_claim("q12-logit-grad-1024", Q12, "median ‖∂L/∂s‖, scaled / unscaled, d_k = 1024",
-          _q12_logit_grad_ratio(1024), ">", 300, Q12_SEEDS),
-    legacy_claim("q12-zeros-unscaled", Q12, "unscaled, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
-          _q12_exact_zeros(1.0), ">", 0, Q12_SEEDS),
-    legacy_claim("q12-zeros-scaled", Q12, "1/√d_k, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
-          _q12_exact_zeros(1024**-0.5), "<=", 0, Q12_SEEDS),
-    legacy_claim("q12-query-grad-16", Q12, "median ‖∂L/∂q‖, scaled / unscaled, d_k = 16",
-          _q12_query_grad_ratio(16), "<", 0.5, Q12_SEEDS),
-    legacy_claim("q12-query-grad-1024", Q12, "median ‖∂L/∂q‖, scaled / unscaled, d_k = 1024",
-          _q12_query_grad_ratio(1024), ">", 5, Q12_SEEDS),
-    legacy_claim("q12-folded", Q12, "largest change of the output when the factor is folded into W_Q",
-          _q12_folding("folded"), "<", 1e-5, Q12_SEEDS),
-    legacy_claim("q12-dropped", Q12, "largest change of the output when the factor is dropped",
-          _q12_folding("dropped"), ">", 0.1, Q12_SEEDS),
-    legacy_claim("q12-folded-grad", Q12, "relative error of grad folded = √d_k · grad scaled",
-          _q12_folding("grad_error"), "<", 1e-5, Q12_SEEDS),
-    legacy_claim("q12-init-equal", Q12, "equal inits: deviation of Var(logits)/d_k from 1 (d_k = 64)",
-          _q12_init_variance(t5=False), "<", 0.15, Q12_SEEDS),
-    legacy_claim("q12-init-t5", Q12, "T5's init: deviation of Var(logits) from 1 (d_k = 64)",
-          _q12_init_variance(t5=True), "<", 0.15, Q12_SEEDS),
-    legacy_claim("q12-grown-plain", Q12, "plain scaled attention, q and k grown ×4: entropy (nats)",
-          _q12_qk_norm("plain"), "<", 0.5, Q12_SEEDS),
-    legacy_claim("q12-qk-norm-gain", Q12, "QK-norm: entropy at gain 1 − entropy at gain 4 (nats)",
-          _q12_qk_norm("gain"), ">", 2, Q12_SEEDS),
-    legacy_claim("q12-qk-norm-d-growth", Q12, "QK-norm: size of ∂H/∂growth (nats)",
-          _q12_qk_norm("d_growth"), "<", 1e-3, Q12_SEEDS),
-    legacy_claim("q12-qk-norm-d-gain", Q12, "QK-norm: ∂H/∂gain at gain 1 (nats)",
-          _q12_qk_norm("d_gain"), "<", -1, Q12_SEEDS),
-]  # fmt: skip
+LEGACY += _q03_claims()
 
 
 # Q16: the masked-LM experiments of qkv.mlm, as in the chapter.

@@ -1,4 +1,4 @@
-"""What several heads buy: the left-and-right-neighbour task of Q10.
+"""Q10 (chapters/attention/q10_multi_head_dimensions): the left-and-right-neighbour task.
 
 Each of ``L`` tokens is a one-hot content (``V`` symbols) followed by a one-hot
 position, so ``d_model = V + L``; the target of token ``t`` is the content of its
@@ -7,11 +7,13 @@ left neighbour ``t - 1`` followed by that of its right neighbour ``t + 1``
 values per query, so it can only average the two neighbours; two heads can fetch
 one each. :func:`train_neighbour_heads` trains a :class:`qkv.attention.MultiHeadAttention`
 with ``n_heads`` heads on the task with :func:`qkv.train.train`, as a function of the
-seed, so ``benchmarks/robustness.py`` can rerun the chapter's run over many seeds.
+seed, so ``benchmarks/robustness.py`` can rerun the chapter's run over many seeds;
+``CLAIMS`` holds the chapter's seed-dependent claims.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -20,9 +22,17 @@ from torch import Tensor, nn
 
 from qkv._checks import check_int
 from qkv.attention import MultiHeadAttention
+from qkv.experiments import Claim, claims, experiment
 from qkv.train import History, TrainConfig, train
 
-__all__ = ["neighbour_batch", "neighbour_mse", "NeighbourRun", "train_neighbour_heads"]
+__all__ = [
+    "neighbour_batch",
+    "neighbour_mse",
+    "NeighbourRun",
+    "train_neighbour_heads",
+    "neighbour_weights",
+    "CLAIMS",
+]
 
 
 def neighbour_batch(
@@ -64,6 +74,7 @@ class NeighbourRun(NamedTuple):
     held_out_mse: float
 
 
+@experiment
 def train_neighbour_heads(
     n_heads: int,
     *,
@@ -99,3 +110,72 @@ def train_neighbour_heads(
     with torch.no_grad():
         held_out = neighbour_mse(model, (x.to(device), target.to(device))).item()
     return NeighbourRun(model, history, held_out)
+
+
+def neighbour_weights(run: NeighbourRun, *, seed: int = 0) -> dict[str, Tensor]:
+    """What a trained layer's heads look at, on the held-out rows of ``seed``.
+
+    Returns ``"left"`` and ``"right"``: each head's mean attention weight on the left
+    and on the right neighbour, shape ``(h,)``; ``"left_std"``: the standard deviation
+    of the left-neighbour weight over all held-out tokens, ``(h,)`` (zero for a head
+    whose split does not depend on the content); and ``"average_mse"``: the MSE on the
+    same rows of the plain average of the two neighbours in both halves of the target.
+    Used in: Q10.
+    """
+    model = run.model
+    L = model.d_model // 2
+    x, target = neighbour_batch(512, torch.Generator().manual_seed(10_000 + seed), L=L, V=L)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        _, weights = model(x.to(device), need_weights=True)  # (512, h, L, L)
+    t = torch.arange(L, device=device)
+    left, right = weights[..., t, (t - 1) % L], weights[..., t, (t + 1) % L]  # (512, h, L)
+    average = (target[..., :L] + target[..., L:]) / 2  # (512, L, L)
+    return {
+        "left": left.mean((0, 2)).cpu(),
+        "right": right.mean((0, 2)).cpu(),
+        "left_std": left.std((0, 2)).cpu(),
+        "average_mse": F.mse_loss(average.repeat(1, 1, 2), target),
+    }
+
+
+@functools.cache
+def _run(n_heads: int, seed: int) -> NeighbourRun:
+    return train_neighbour_heads(n_heads, seed=seed, device="cpu")
+
+
+def _split(seed: int) -> float:
+    """Two heads: the smaller |left - right| weight gap if the heads prefer different
+    neighbours, else minus it."""
+    w = neighbour_weights(_run(2, seed), seed=seed)
+    gap = w["left"] - w["right"]  # (2,)
+    return gap.abs().min().item() * (1.0 if gap[0] * gap[1] < 0 else -1.0)
+
+
+def _held_out_mse(n_heads: int):
+    return lambda seed: _run(n_heads, seed).held_out_mse
+
+
+CLAIMS = claims(
+    Claim(
+        "q10-two-heads",
+        "two heads (d_k = 8), 250 steps: held-out MSE",
+        _held_out_mse(2),
+        "<",
+        0.005,
+    ),
+    Claim(
+        "q10-one-head",
+        "one head (d_k = 16), 250 steps: held-out MSE",
+        _held_out_mse(1),
+        ">",
+        0.03,
+    ),
+    Claim(
+        "q10-heads-split-neighbours",
+        "two heads: each prefers another neighbour; smaller |left − right| weight gap",
+        _split,
+        ">",
+        0.3,
+    ),
+)

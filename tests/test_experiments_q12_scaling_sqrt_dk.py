@@ -1,5 +1,5 @@
-"""Tests for qkv.saturation against independent references (torch's attention, autograd,
-nn.LayerNorm, closed-form softmax gradients), with small odd sizes."""
+"""qkv.experiments.q12_scaling_sqrt_dk against independent references (torch's attention,
+autograd, nn.LayerNorm, closed-form softmax gradients), with small odd sizes."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qkv.saturation import (
+from qkv.experiments.q12_scaling_sqrt_dk import (
     folding_gaps,
     init_logit_variance,
     logit_gradient,

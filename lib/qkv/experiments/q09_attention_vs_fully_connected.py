@@ -1,4 +1,4 @@
-"""Token mixing: a fully connected token mixer vs self-attention (Q9).
+"""Q9 (chapters/attention/q09_attention_vs_fully_connected): FC token mixer vs attention.
 
 Both layers compute ``y_i = sum_j M_ij x_j``. In :class:`FCTokenMixer` the mixing
 matrix ``M`` is a parameter ``(L, L)``; in :class:`AttentionTokenMixer` it is
@@ -7,7 +7,8 @@ and its mixing matrix. :func:`jacobian_mixing_matrix` measures the effective mix
 matrix from the outside, by autograd, so the claim "fixed for FC, input-dependent for
 attention" does not rest on the matrices the layers report. :func:`toy_mixers`,
 :func:`mixing_change` and :func:`sharpening` are the chapter's experiments as
-functions of the seed (rerun over seeds by ``benchmarks/robustness.py``).
+functions of the seed; ``CLAIMS`` holds the chapter's seed-dependent claims (rerun
+over seeds by ``benchmarks/robustness.py``).
 Shapes: ``B`` batch, ``L`` tokens, ``d`` features per token.
 """
 
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from qkv._checks import check_int
 from qkv.attention import attention_entropy, scaled_dot_product_attention
+from qkv.experiments import Claim, claims, experiment
 
 __all__ = [
     "FCTokenMixer",
@@ -29,6 +31,7 @@ __all__ = [
     "toy_mixers",
     "mixing_change",
     "sharpening",
+    "CLAIMS",
 ]
 
 
@@ -99,6 +102,7 @@ class ToyMixers(NamedTuple):
     x2: Tensor
 
 
+@experiment
 def toy_mixers(
     *, seed: int, L: int = 7, d: int = 12, device: str | torch.device | None = None
 ) -> ToyMixers:
@@ -116,6 +120,7 @@ def toy_mixers(
     return ToyMixers(fc.to(device), attention.to(device), x1.to(device), x2.to(device))
 
 
+@experiment
 def mixing_change(seed: int, **kwargs) -> dict[str, float]:
     """Largest change of the Jacobian mixing matrix between the two inputs, per mixer.
 
@@ -133,6 +138,7 @@ def mixing_change(seed: int, **kwargs) -> dict[str, float]:
     }
 
 
+@experiment
 def sharpening(seed: int, factor: float = 3.0, **kwargs) -> float:
     """Drop of attention's mean row entropy (nats) when the input is scaled by ``factor``.
 
@@ -145,3 +151,33 @@ def sharpening(seed: int, factor: float = 3.0, **kwargs) -> float:
         before = attention_entropy(toy.attention(toy.x1)[1]).mean()
         after = attention_entropy(toy.attention(factor * toy.x1)[1]).mean()
     return (before - after).item()
+
+
+_SEEDS = tuple(range(20))  # the chapter's toy mixers: L = 7 tokens of width d = 12
+
+CLAIMS = claims(
+    Claim(
+        "q09-fc-change",
+        "FC mixer: largest change of the Jacobian mixing matrix, x1 vs x2",
+        lambda seed: mixing_change(seed, L=7, d=12)["FC"],
+        "<",
+        1e-6,
+        _SEEDS,
+    ),
+    Claim(
+        "q09-attention-change",
+        "attention: largest change of the Jacobian mixing matrix",
+        lambda seed: mixing_change(seed, L=7, d=12)["attention"],
+        ">",
+        0.1,
+        _SEEDS,
+    ),
+    Claim(
+        "q09-sharpening",
+        "attention: drop of the mean row entropy at 3× input (nats)",
+        lambda seed: sharpening(seed, factor=3.0, L=7, d=12),
+        ">",
+        0.5,
+        _SEEDS,
+    ),
+)

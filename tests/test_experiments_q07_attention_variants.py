@@ -1,11 +1,11 @@
-"""Tests for qkv.scoring: every score against a brute-force loop over (query, key) pairs."""
+"""qkv.experiments.q07_attention_variants: every score against a brute-force loop."""
 
 import math
 
 import pytest
 import torch
 
-from qkv.scoring import compare_scores, mean_max_weight
+from qkv.experiments.q07_attention_variants import compare_scores, mean_max_weight
 
 
 def test_scores_match_a_loop_over_pairs():
@@ -45,3 +45,26 @@ def test_mean_max_weight_bounds_and_errors():
         mean_max_weight(0, "cosine")
     with pytest.raises(ValueError, match="d_hidden >= 1"):
         compare_scores(0, d=0)
+
+
+def test_the_chapters_experiments_are_seeded_and_measure_what_they_say():
+    from qkv.experiments.q07_attention_variants import (
+        alibi_distances,
+        dot_score_std,
+        linear_vs_softmax,
+        mla_absorption,
+        rope_shift,
+    )
+
+    assert dot_score_std(3) == dot_score_std(3) and 4 < dot_score_std(3) < 12
+    shifted = rope_shift(1, d_k=8, shifts=(0, 5))
+    assert shifted["rope_range"] < 1e-4 < shifted["absolute_range"]
+    alibi = alibi_distances(2, n_heads=4, L=8, d_k=8)
+    assert alibi["alibi"].shape == (4,) and (alibi["alibi"].diff() > 0).all()
+    assert torch.allclose(alibi["weights"].sum(-1), torch.ones(1, 4, 8))
+    compared = linear_vs_softmax(0, n=64, d_k=8)
+    assert compared["chunked"] < 1e-5 and compared["regrouped"] < 1e-4
+    assert compared["linear_vs_softmax"] > 1e-2
+    mla = mla_absorption(0, L=4, d_in=8, n_h=2, d_h=4, d_c=6, d_r=2)
+    assert mla["cached"] == 8 and mla["explicit_numbers"] == 16
+    assert mla["absorbed_error"] < 1e-12 < mla["rope_error"]

@@ -1,15 +1,18 @@
-"""qkv.shared_projections: tying shares parameters; the experiments are seeded."""
+"""qkv.experiments.q06_keys_equal_values: tying shares parameters; the experiments are seeded."""
 
 import pytest
 import torch
 
 from qkv.attention import MultiHeadAttention
-from qkv.shared_projections import (
+from qkv.experiments.q06_keys_equal_values import (
     TIES,
     Recall,
+    absorption_error,
     diagonal_max_rate,
     diagonal_max_rates,
+    tie_gap,
     tie_projections,
+    tied_equivalent,
     train_recall,
 )
 from qkv.tying import count_parameters
@@ -45,3 +48,42 @@ def test_recall_model_and_training(tie: str) -> None:
     a = train_recall(tie, seed=1, steps=2, d_model=6, n_pairs=3, n_symbols=5, device="cpu")
     b = train_recall(tie, seed=1, steps=2, d_model=6, n_pairs=3, n_symbols=5, device="cpu")
     assert a.loss == b.loss and set(a.metrics) == {"accuracy", "self_weight"}
+
+
+def test_tied_equivalent_computes_the_same_logits() -> None:
+    torch.manual_seed(2)
+    untied = Recall(vocab_size=31, tie="untied", d_model=6)
+    with torch.no_grad():  # a non-trivial bias everywhere
+        for p in untied.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    tied = tied_equivalent(untied)
+    assert tied.attention.w_v is tied.attention.w_k
+    ids = torch.randint(6, 31, (5, 9))
+    assert torch.allclose(untied(ids)[0], tied(ids)[0], atol=1e-4)
+    copy = Recall(vocab_size=31, tie="W_K = W_V", d_model=6)  # a plain tie is not equivalent
+    copy.load_state_dict(
+        {k: v for k, v in untied.state_dict().items() if not k.startswith("attention.w_v")},
+        strict=False,
+    )
+    assert not torch.allclose(untied(ids)[0], copy(ids)[0], atol=1e-2)
+    with pytest.raises(ValueError, match="untied one-head"):
+        tied_equivalent(Recall(vocab_size=31, tie="untied", d_model=6, n_heads=2))
+    with pytest.raises(ValueError, match="untied one-head"):
+        tied_equivalent(tied)
+
+
+def test_tie_gap_and_absorption() -> None:
+    _, model = train_recall(
+        "untied",
+        seed=0,
+        steps=3,
+        d_model=6,
+        n_pairs=3,
+        n_symbols=5,
+        device="cpu",
+        return_model=True,
+    )
+    gap = tie_gap(model, n_pairs=3, n_symbols=5)
+    assert gap["logit_gap"] < 1e-4 and gap["untied"] == gap["tied"]
+    assert absorption_error(0, d_model=8, n_heads=1, n=5) < 1e-8
+    assert absorption_error(0, d_model=8, n_heads=2, n=5) > 0.05

@@ -1,11 +1,11 @@
-"""Tests for qkv.mixing: the two token mixers against explicit references, and the
-Jacobian mixing matrix against a brute-force finite-difference loop."""
+"""qkv.experiments.q09_attention_vs_fully_connected: the two token mixers against explicit
+references, and the Jacobian mixing matrix against a brute-force finite-difference loop."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from qkv.mixing import (
+from qkv.experiments.q09_attention_vs_fully_connected import (
     AttentionTokenMixer,
     FCTokenMixer,
     jacobian_mixing_matrix,

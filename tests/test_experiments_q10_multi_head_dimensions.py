@@ -1,10 +1,15 @@
-"""Tests for qkv.heads: the neighbour task against a brute-force loop, and the seeded run."""
+"""qkv.experiments.q10_multi_head_dimensions: the neighbour task against a brute-force loop,
+and the seeded run."""
 
 import pytest
 import torch
 
 from qkv.attention import MultiHeadAttention
-from qkv.heads import neighbour_batch, neighbour_mse, train_neighbour_heads
+from qkv.experiments.q10_multi_head_dimensions import (
+    neighbour_batch,
+    neighbour_mse,
+    train_neighbour_heads,
+)
 
 
 def test_neighbour_batch_matches_a_loop():
@@ -57,3 +62,17 @@ def test_two_heads_beat_one_head():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_neighbour_weights_reads_the_attention_on_each_neighbour():
+    from qkv.experiments.q10_multi_head_dimensions import neighbour_weights
+
+    run = train_neighbour_heads(2, seed=1, steps=3, L=5, device="cpu")
+    w = neighbour_weights(run, seed=1)
+    assert w["left"].shape == w["right"].shape == w["left_std"].shape == (2,)
+    assert ((w["left"] + w["right"]) <= 1 + 1e-6).all() and (w["left_std"] >= 0).all()
+    x, target = neighbour_batch(512, torch.Generator().manual_seed(10_001), L=5, V=5)
+    with torch.no_grad():
+        _, weights = run.model(x, need_weights=True)
+    left_loop = sum(weights[b, 0, t, (t - 1) % 5] for b in range(512) for t in range(5)) / 2560
+    assert abs(left_loop.item() - w["left"][0].item()) < 1e-5

@@ -1,4 +1,4 @@
-"""Softmax saturation: what the factor 1/sqrt(d_k) on the scores q·k prevents (Q12).
+"""Q12 (chapters/transformer/q12_scaling_sqrt_dk): softmax saturation, what 1/sqrt(d_k) prevents.
 
 Each experiment draws unit-variance queries and keys, as at initialisation (the
 assumption of footnote 4 of Vaswani et al. 2017), multiplies the scores by a scale
@@ -8,10 +8,13 @@ the queries. :func:`qk_norm_entropy` adds QK-norm (LayerNorm on q and k with a g
 Dehghani et al. 2023). Every function draws from its own CPU generator seeded with
 ``seed`` and the width, then moves the tensors to ``device``: one seed gives the same
 draws on every device, and ``benchmarks/robustness.py`` reruns the chapter's
-assertions over many seeds. Shapes: ``B`` sequences, ``n`` queries, ``m`` keys.
+claims (``CLAIMS``) over many seeds. Shapes: ``B`` sequences, ``n`` queries, ``m`` keys.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,7 @@ from torch import Tensor
 
 from qkv._checks import check_int
 from qkv.attention import attention_entropy, scaled_dot_product_attention
+from qkv.experiments import Claim, claims, experiment
 
 __all__ = [
     "random_queries_keys",
@@ -29,6 +33,9 @@ __all__ = [
     "qk_norm_entropy",
     "folding_gaps",
     "init_logit_variance",
+    "D_K",
+    "SIZES",
+    "CLAIMS",
 ]
 
 
@@ -55,6 +62,7 @@ def random_queries_keys(
     return q.to(device), k.to(device)
 
 
+@experiment
 def score_variance(
     d_k: int, *, seed: int, n: int = 512, device: str | torch.device | None = None
 ) -> float:
@@ -68,6 +76,7 @@ def score_variance(
     return scores.var().item()
 
 
+@experiment
 def softmax_sharpness(
     d_k: int, scale: float, *, seed: int, device: str | torch.device | None = None, **sizes: int
 ) -> tuple[float, float]:
@@ -82,6 +91,7 @@ def softmax_sharpness(
     return p.amax(dim=-1).mean().item(), attention_entropy(p).mean().item()
 
 
+@experiment
 def logit_gradient(
     d_k: int, scale: float, *, seed: int, device: str | torch.device | None = None, **sizes: int
 ) -> tuple[Tensor, Tensor]:
@@ -103,6 +113,7 @@ def logit_gradient(
     return s.grad.norm(dim=-1), bound
 
 
+@experiment
 def query_gradient(
     d_k: int,
     scale: float,
@@ -127,6 +138,7 @@ def query_gradient(
     return q.grad.norm(dim=-1)
 
 
+@experiment
 def qk_norm_entropy(
     growth: float | Tensor,
     *,
@@ -155,6 +167,7 @@ def qk_norm_entropy(
     return attention_entropy(p).mean()
 
 
+@experiment
 def folding_gaps(
     *,
     seed: int,
@@ -198,6 +211,7 @@ def folding_gaps(
     }
 
 
+@experiment
 def init_logit_variance(
     w_q_std: float,
     w_k_std: float,
@@ -224,3 +238,235 @@ def init_logit_variance(
     w_k = torch.randn(d_model, d_k, generator=gen) * w_k_std
     x, w_q, w_k = x.to(device), w_q.to(device), w_k.to(device)
     return ((x @ w_q) @ (x @ w_k).T).var().item()  # (n, d_k) @ (d_k, n) -> (n, n)
+
+
+# The chapter's sizes, and the claims its cells check.
+D_K = (16, 32, 64, 128, 256, 512, 1024)
+SIZES = {"B": 16, "n": 64, "m": 64}
+_SEEDS = tuple(range(40))
+
+
+def _worst_variance(seed: int) -> float:
+    return max(abs(score_variance(d_k, seed=seed) / d_k - 1) for d_k in D_K)
+
+
+def _sharpness(d_k: int, scale: float, which: int) -> Callable[[int], float]:
+    return lambda seed: softmax_sharpness(d_k, scale, seed=seed, **SIZES)[which]
+
+
+def _width_spread(seed: int) -> float:
+    peaks = [softmax_sharpness(d, d**-0.5, seed=seed, **SIZES)[0] for d in D_K]
+    return max(peaks) / min(peaks)
+
+
+def _logit_grad_ratio(d_k: int) -> Callable[[int], float]:
+    def ratio(seed: int) -> float:
+        scaled = logit_gradient(d_k, d_k**-0.5, seed=seed, **SIZES)[0].median()
+        return (scaled / logit_gradient(d_k, 1.0, seed=seed, **SIZES)[0].median()).item()
+
+    return ratio
+
+
+def _exact_zeros(scale: float) -> Callable[[int], float]:
+    return lambda seed: (logit_gradient(1024, scale, seed=seed, **SIZES)[0] == 0).sum().item()
+
+
+def _query_grad_ratio(d_k: int) -> Callable[[int], float]:
+    def ratio(seed: int) -> float:
+        scaled = query_gradient(d_k, d_k**-0.5, seed=seed, **SIZES).median()
+        return (scaled / query_gradient(d_k, 1.0, seed=seed, **SIZES).median()).item()
+
+    return ratio
+
+
+def _folding(key: str) -> Callable[[int], float]:
+    return lambda seed: folding_gaps(seed=seed, d_model=36, d_k=12)[key]
+
+
+def _init_variance(t5: bool) -> Callable[[int], float]:
+    d_model, d_k = 512, 64
+    w_q_std = (d_model * d_k) ** -0.5 if t5 else d_model**-0.5
+    target = 1.0 if t5 else d_k
+    return lambda seed: abs(init_logit_variance(w_q_std, d_model**-0.5, seed=seed) / target - 1)
+
+
+def _qk_norm(kind: str) -> Callable[[int], float]:
+    def measure(seed: int) -> float:
+        if kind == "plain":
+            return qk_norm_entropy(4, seed=seed).item()
+        if kind == "gain":
+            return (
+                qk_norm_entropy(1, gain=1, seed=seed) - qk_norm_entropy(1, gain=4, seed=seed)
+            ).item()
+        growth = torch.tensor(1.0, requires_grad=True)
+        gain = torch.tensor(1.0, requires_grad=True)
+        d_growth, d_gain = torch.autograd.grad(
+            qk_norm_entropy(growth, gain=gain, seed=seed), (growth, gain)
+        )
+        return abs(d_growth.item()) if kind == "d_growth" else d_gain.item()
+
+    return measure
+
+
+CLAIMS = claims(
+    Claim(
+        "q12-variance",
+        "largest deviation of Var(q·k)/d_k from 1, d_k = 16…1024",
+        _worst_variance,
+        "<",
+        0.1,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-unscaled-peak",
+        "unscaled: mean largest weight at d_k = 512",
+        _sharpness(512, 1.0, 0),
+        ">",
+        0.8,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-scaled-peak",
+        "1/√d_k: mean largest weight at d_k = 512",
+        _sharpness(512, 512**-0.5, 0),
+        "<",
+        0.3,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-scaled-width-spread",
+        "1/√d_k: max / min of the mean largest weight over d_k",
+        _width_spread,
+        "<",
+        1.2,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-inverse-dk-entropy",
+        "1/d_k: entropy at d_k = 512 (log 64 = 4.159 nats)",
+        _sharpness(512, 1 / 512, 1),
+        ">",
+        0.99 * math.log(64),
+        _SEEDS,
+    ),
+    Claim(
+        "q12-logit-grad-512",
+        "median ‖∂L/∂s‖, scaled / unscaled, d_k = 512",
+        _logit_grad_ratio(512),
+        ">",
+        30,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-logit-grad-1024",
+        "median ‖∂L/∂s‖, scaled / unscaled, d_k = 1024",
+        _logit_grad_ratio(1024),
+        ">",
+        300,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-zeros-unscaled",
+        "unscaled, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
+        _exact_zeros(1.0),
+        ">",
+        0,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-zeros-scaled",
+        "1/√d_k, d_k = 1024: queries (of 1024) with ∂L/∂s = 0",
+        _exact_zeros(1024**-0.5),
+        "<=",
+        0,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-query-grad-16",
+        "median ‖∂L/∂q‖, scaled / unscaled, d_k = 16",
+        _query_grad_ratio(16),
+        "<",
+        0.5,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-query-grad-1024",
+        "median ‖∂L/∂q‖, scaled / unscaled, d_k = 1024",
+        _query_grad_ratio(1024),
+        ">",
+        5,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-folded",
+        "largest change of the output when the factor is folded into W_Q",
+        _folding("folded"),
+        "<",
+        1e-5,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-dropped",
+        "largest change of the output when the factor is dropped",
+        _folding("dropped"),
+        ">",
+        0.1,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-folded-grad",
+        "relative error of grad folded = √d_k · grad scaled",
+        _folding("grad_error"),
+        "<",
+        1e-5,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-init-equal",
+        "equal inits: deviation of Var(logits)/d_k from 1 (d_k = 64)",
+        _init_variance(t5=False),
+        "<",
+        0.15,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-init-t5",
+        "T5's init: deviation of Var(logits) from 1 (d_k = 64)",
+        _init_variance(t5=True),
+        "<",
+        0.15,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-grown-plain",
+        "plain scaled attention, q and k grown ×4: entropy (nats)",
+        _qk_norm("plain"),
+        "<",
+        0.5,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-qk-norm-gain",
+        "QK-norm: entropy at gain 1 − entropy at gain 4 (nats)",
+        _qk_norm("gain"),
+        ">",
+        2,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-qk-norm-d-growth",
+        "QK-norm: size of ∂H/∂growth (nats)",
+        _qk_norm("d_growth"),
+        "<",
+        1e-3,
+        _SEEDS,
+    ),
+    Claim(
+        "q12-qk-norm-d-gain",
+        "QK-norm: ∂H/∂gain at gain 1 (nats)",
+        _qk_norm("d_gain"),
+        "<",
+        -1,
+        _SEEDS,
+    ),
+)
