@@ -43,8 +43,6 @@ class TransformerStack(nn.Module):
     the original Transformer's code and of Xiong et al. 2020's analysis.
 
     ``forward(ids: (B, L)) -> logits (B, L, V)``.
-
-    Used in: Q19, Q22, Q24.
     """
 
     def __init__(
@@ -99,7 +97,6 @@ def next_token_loss(model: nn.Module, ids: Tensor, label_smoothing: float = 0.0)
     """Mean cross-entropy of predicting ``ids[:, 1:]`` from ``ids[:, :-1]`` (nats per token).
 
     ``label_smoothing`` is PyTorch's ``cross_entropy(label_smoothing=...)``.
-    Used in: Q19, Q22, Q24.
     """
     logits = model(ids[:, :-1])  # (B, L - 1, V)
     return F.cross_entropy(
@@ -112,7 +109,6 @@ def layer_gradient_norms(model: TransformerStack, ids: Tensor) -> list[float]:
 
     One number per layer of ``model.layers``, bottom (input side) first. Uses
     :func:`torch.autograd.grad`, so the parameters' ``.grad`` are left alone.
-    Used in: Q22.
     """
     params = [list(layer.parameters()) for layer in model.layers]
     grads = torch.autograd.grad(next_token_loss(model, ids), [p for ps in params for p in ps])

@@ -53,10 +53,7 @@ RUNS = {  # the chapter's three runs: label -> (norm_first, warmup_steps)
 
 
 def markov_language() -> MarkovLanguage:
-    """The language every run here learns: 20 words, 3 successors each (fixed chain).
-
-    Used in: Q19, Q22, Q24.
-    """
+    """The language every run here learns: 20 words, 3 successors each (fixed chain)."""
     return MarkovLanguage(20, branching=3, seed=0)
 
 
@@ -92,7 +89,6 @@ def train_markov_lm(
         length: tokens per sequence (``length - 1`` predictions).
     Returns:
         the trained model and its :class:`~qkv.train.History` (every step logged).
-    Used in: Q19, Q22, Q24.
     """
     steps = check_int("steps", steps, 1)
     lang = markov_language()
@@ -146,13 +142,13 @@ def _final(seed: int, label: str) -> float:
 
 
 def warmup_gain(seed: int) -> float:
-    """Post-LN: final loss without warm-up minus with it (nats). Used in: Q19."""
+    """Post-LN: final loss without warm-up minus with it (nats)."""
     with_warmup = f"Post-LN, {WARMUP_STEPS} warm-up steps"
     return _final(seed, "Post-LN, no warm-up") - _final(seed, with_warmup)
 
 
 def pre_ln_gain(seed: int) -> float:
-    """No warm-up: final loss of Post-LN minus Pre-LN (nats). Used in: Q19, Q22."""
+    """No warm-up: final loss of Post-LN minus Pre-LN (nats)."""
     return _final(seed, "Post-LN, no warm-up") - _final(seed, "Pre-LN, no warm-up")
 
 
@@ -165,7 +161,7 @@ def entropy_floors() -> dict[str, float]:
     previous words as the training data has it, the loss of the true chain (no model
     can do better on average). Both are computed exactly from the transition matrix,
     averaged over positions 1..16 of a sequence whose first word is uniform (the
-    training sequences of :func:`train_markov_lm`). Used in: Q19, Q22, Q24.
+    training sequences of :func:`train_markov_lm`).  Used in: Q19, Q22.
     """
     lang = markov_language()
     p = torch.full((lang.n_words,), 1.0 / lang.n_words, dtype=torch.float64)
@@ -201,7 +197,6 @@ def bert_adam_step(
     is added to the update outside the adaptive step (decoupled, as in AdamW),
     ``update += weight_decay * param``; then ``param -= lr * update``. (BERT leaves
     LayerNorm weights and biases out of the decay: pass ``weight_decay=0`` for them.)
-    Used in: Q19.
     """
     m = beta1 * m + (1 - beta1) * grad
     v = beta2 * v + (1 - beta2) * grad * grad

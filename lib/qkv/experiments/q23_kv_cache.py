@@ -36,7 +36,7 @@ TIMING_CONFIG = GPTConfig(vocab_size=101, n_positions=512, n_embd=128, n_layer=4
 
 def timing_model(seed: int = 0) -> tuple[GPT, Tensor]:
     """The chapter's larger GPT-2 (width 128, 4 layers, 512 positions), eval mode, and
-    ``(1, 512)`` random token ids. Used in: Q23."""
+    ``(1, 512)`` random token ids."""
     torch.manual_seed(seed)
     model = GPT(TIMING_CONFIG).eval()
     g = torch.Generator().manual_seed(seed)

@@ -33,7 +33,6 @@ def label_smoothing_experiment(
     measurements (:func:`qkv.label_smoothing.calibration`: confidence, accuracy,
     ECE, NLL) are on 512 fresh sequences of the same language, never seen in
     training; ``train_loss`` is the last training loss.
-    Used in: Q24.
     """
     model, history = train_markov_lm(
         seed,
@@ -53,7 +52,7 @@ def label_smoothing_experiment(
 
 @functools.cache
 def smoothing_results(seed: int) -> dict[tuple[str, float], dict[str, float]]:
-    """``{(regime, epsilon): measurements}`` for the chapter's four runs. Used in: Q24."""
+    """``{(regime, epsilon): measurements}`` for the chapter's four runs."""
     return {
         (regime, eps): label_smoothing_experiment(seed, eps, n_train=n_train)
         for regime, n_train in REGIMES.items()
