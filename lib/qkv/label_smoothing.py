@@ -9,8 +9,9 @@ this, so the book uses it and only measures its effects here:
   averaged over equal-width confidence bins (Naeini et al. 2015; Guo et al. 2017).
 - :func:`calibration`: confidence, accuracy, ECE and NLL of a language model's
   next-token predictions.
-- :func:`label_smoothing_experiment`: train the same small model with and without
-  smoothing (:func:`qkv.stability.train_markov_lm`) and measure it on fresh text.
+
+Q24's experiment (the same small model trained with and without smoothing) is
+:func:`qkv.experiments.q24_original_training_recipe.label_smoothing_experiment`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qkv._checks import check_int
-from qkv.stability import markov_language, train_markov_lm
 
-__all__ = ["expected_calibration_error", "calibration", "label_smoothing_experiment"]
+__all__ = ["expected_calibration_error", "calibration"]
 
 
 def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int = 15) -> float:
@@ -82,31 +82,3 @@ def calibration(model: nn.Module, ids: Tensor, n_bins: int = 15) -> dict[str, fl
         "ece": expected_calibration_error(confidence, correct, n_bins),
         "nll": float(F.cross_entropy(logits, target)),
     }
-
-
-def label_smoothing_experiment(
-    seed: int, epsilon: float, *, n_train: int | None, steps: int = 150
-) -> dict[str, float]:
-    """Train a 1-layer Post-LN language model with label smoothing ``epsilon``; measure it.
-
-    ``n_train=16`` gives a small fixed training set that the model memorises
-    (the over-confident regime); ``n_train=None`` gives a fresh batch every step
-    (no over-fitting). Learning rate 3e-3 after a 20-step warm-up. The
-    measurements (:func:`calibration`) are on 512 fresh sequences of the same
-    language, never seen in training.
-    Used in: Q24 (transformer/q24_original_training_recipe).
-    """
-    model, history = train_markov_lm(
-        seed,
-        norm_first=False,
-        warmup_steps=20,
-        lr=3e-3,
-        steps=steps,
-        n_layers=1,
-        label_smoothing=epsilon,
-        n_train=n_train,
-        length=33,
-    )
-    held_out = markov_language().sample(512, 33, generator=10_000 + seed)
-    device = next(model.parameters()).device
-    return calibration(model, held_out.to(device)) | {"train_loss": history.loss[-1]}

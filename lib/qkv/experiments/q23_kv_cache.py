@@ -1,0 +1,119 @@
+"""Q23 (transformer/q23_kv_cache): what the KV cache saves, counted and timed.
+
+- :func:`step_flops`: floating-point operations of generating the token at each
+  position with the cache (one token, the cache of the rest) and without it (the whole
+  prefix again), counted by :class:`torch.utils.flop_counter.FlopCounterMode`.
+- :func:`step_seconds`: the same steps timed (process CPU time, one thread), for show.
+- :func:`cross_attention_step`: one decoder step of cross-attention with the encoder's
+  keys and values projected once per source sentence, as a decoder caches them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
+from qkv.experiments import claims, experiment
+from qkv.gpt import GPT, GPTConfig
+from qkv.kvcache import decode_step_seconds
+
+__all__ = [
+    "CLAIMS",
+    "POSITIONS",
+    "cross_attention_kv",
+    "cross_attention_step",
+    "step_flops",
+    "step_seconds",
+    "timing_model",
+]
+
+POSITIONS = (16, 64, 128, 256, 384, 511)
+TIMING_CONFIG = GPTConfig(vocab_size=101, n_positions=512, n_embd=128, n_layer=4, n_head=4)
+
+
+def timing_model(seed: int = 0) -> tuple[GPT, Tensor]:
+    """The chapter's larger GPT-2 (width 128, 4 layers, 512 positions), eval mode, and
+    ``(1, 512)`` random token ids."""
+    torch.manual_seed(seed)
+    model = GPT(TIMING_CONFIG).eval()
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, TIMING_CONFIG.vocab_size, (1, 512), generator=g)
+    return model, ids
+
+
+def _flops(fn) -> int:
+    # The math backend of F.scaled_dot_product_attention runs the two attention
+    # products as matrix products, which the counter sees (a fused CPU kernel it may not).
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@experiment
+def step_flops(seed: int, positions: tuple[int, ...] = POSITIONS) -> dict[str, list[int]]:
+    """FLOPs of generating the token at each position, with and without the cache.
+
+    With the cache: one forward of token ``t`` given the cache of tokens ``0 .. t - 1``
+    (built first, not counted); without: one forward of tokens ``0 .. t``. Matrix
+    products and attention are counted (``FlopCounterMode``); element-wise work is not.
+    Returns ``{"cache": [...], "no cache": [...]}``. Used in: Q23.
+    """
+    model, ids = timing_model(seed)
+    out: dict[str, list[int]] = {"cache": [], "no cache": []}
+    for t in positions:
+        with torch.no_grad():
+            _, cache = model(ids[:, :t])
+        out["cache"].append(_flops(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
+        out["no cache"].append(_flops(lambda t=t: model(ids[:, : t + 1])))
+    return out
+
+
+@experiment
+def step_seconds(
+    seed: int, positions: tuple[int, ...] = POSITIONS, repeats: int = 7
+) -> dict[str, list[float]]:
+    """Median process CPU time of the steps of :func:`step_flops` (one torch thread).
+
+    Shown, never asserted as such: a time depends on the machine and its load.
+    Used in: Q23.
+    """
+    model, ids = timing_model(seed)
+    with torch.no_grad():
+        return decode_step_seconds(model, ids, list(positions), repeats=repeats)
+
+
+def cross_attention_kv(attn: MultiHeadAttention, memory: Tensor) -> tuple[Tensor, Tensor]:
+    """Project the encoder output once: keys and values ``(B, h, m, d_k)`` for every step.
+
+    ``memory: (B, m, d_model)``. A decoder computes this once per source sentence and
+    reuses it at every generated token (the cross-attention cache). Used in: Q23.
+    """
+    B, m, _ = memory.shape
+    k = attn.w_k(memory).view(B, m, attn.n_kv_heads, attn.d_k).transpose(1, 2)
+    v = attn.w_v(memory).view(B, m, attn.n_kv_heads, attn.d_k).transpose(1, 2)
+    if attn.n_kv_heads != attn.n_heads:
+        group = attn.n_heads // attn.n_kv_heads
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    return k, v
+
+
+def cross_attention_step(
+    attn: MultiHeadAttention, x_t: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor | None = None
+) -> Tensor:
+    """One step of cross-attention from the new target token ``x_t: (B, 1, d_model)``.
+
+    ``kv`` comes from :func:`cross_attention_kv`; only the query is projected here.
+    ``mask``: the source padding mask as for ``attn`` (``(B, 1, 1, m)``, True = real).
+    Returns ``(B, 1, d_model)``, equal to ``attn(x_t, memory, memory, mask)[0]`` in eval
+    mode. Used in: Q23.
+    """
+    B = x_t.shape[0]
+    q = attn.w_q(x_t).view(B, 1, attn.n_heads, attn.d_k).transpose(1, 2)  # (B, h, 1, d_k)
+    out = scaled_dot_product_attention(q, kv[0], kv[1], mask)  # (B, h, 1, d_k)
+    return attn.w_o(out.transpose(1, 2).reshape(B, 1, attn.d_model))
+
+
+CLAIMS = claims()  # nothing here depends on the seed beyond rounding
