@@ -50,11 +50,11 @@ __all__ = ["device", "reproducible", "seed_everything", "__version__"]
 _SUBMODULES = frozenset(
     {
         "additive", "attention", "bert", "bpe", "chunked", "complexity", "data", "din",
-        "exercises", "experiments", "explanation", "glue", "gpt", "heads", "inductive_bias",
+        "exercises", "experiments", "explanation", "glue", "gpt", "heads",
         "kernel_regression",
-        "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
+        "kvcache", "label_smoothing", "layers", "longtext",
         "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
-        "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
+        "pooling", "positions", "quiz", "saturation", "scoring", "seq2seq",
         "shared_projections", "stability", "tasks", "tiny_transformer", "tokenization",
         "train", "tying", "vocab", "warmup", "wordpiece",
     }

@@ -1,4 +1,4 @@
-"""Inductive bias: with little data, a model built to look locally wins on a local task.
+"""Q25 (transformer/q25_weaknesses): with little data, a model built to look locally wins.
 
 The task, :func:`window_sum`, labels every position of a binary sequence with the
 number of ones in the window ``x[i-1], x[i], x[i+1]`` (0 to 3). Three models of
@@ -11,14 +11,16 @@ same number of steps:
 - windowed attention: the same Transformer with ``window=1`` (each query sees its
   two neighbours only), locality built into the mask.
 
-:func:`locality_experiment` measures held-out accuracy over training-set sizes.
+:func:`locality_experiment` measures held-out accuracy over training-set sizes;
+:func:`small_data_gap`, :func:`small_data_window_gap` and :func:`gap_narrows` are the
+claimed numbers, declared in ``CLAIMS``.
 
-Used in: Q25 (transformer/q25_weaknesses).
+Used in: Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import functools
 from typing import NamedTuple
 
 import torch
@@ -26,10 +28,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qkv._checks import check_int
+from qkv.experiments import Claim, claims, experiment
 from qkv.tiny_transformer import TinyTransformer
 from qkv.train import TrainConfig, train
 
-__all__ = ["TagBatch", "window_sum", "ConvTagger", "LOCALITY_MODELS", "locality_experiment"]
+__all__ = [
+    "TagBatch",
+    "window_sum",
+    "ConvTagger",
+    "LOCALITY_MODELS",
+    "BUDGETS",
+    "locality_experiment",
+    "small_data_gap",
+    "small_data_window_gap",
+    "gap_narrows",
+    "CLAIMS",
+]
+
+BUDGETS = (8, 32, 512)  # training sequences
 
 #: The models compared by :func:`locality_experiment`, in the order of its result.
 LOCALITY_MODELS = ("convolution", "full attention", "windowed attention")
@@ -91,11 +107,12 @@ def _tag_loss(model: nn.Module, batch: TagBatch) -> Tensor:
     return F.cross_entropy(model(batch.inputs).flatten(0, 1), batch.labels.flatten())
 
 
-@lru_cache(maxsize=8)
+@experiment
+@functools.lru_cache(maxsize=8)
 def locality_experiment(
     seed: int = 0,
     *,
-    budgets: tuple[int, ...] = (8, 32, 512),
+    budgets: tuple[int, ...] = BUDGETS,
     length: int = 24,
     steps: int = 200,
     device: str | torch.device | None = None,
@@ -136,3 +153,55 @@ def locality_experiment(
                 predicted = model(test.inputs.to(on)).argmax(dim=-1).cpu()
             result[name].append((predicted == test.labels).float().mean().item())
     return result
+
+
+@experiment
+def small_data_gap(seed: int) -> float:
+    """With 8 training sequences: accuracy of the convolution minus full attention."""
+    result = locality_experiment(seed)
+    return result["convolution"][0] - result["full attention"][0]
+
+
+@experiment
+def small_data_window_gap(seed: int) -> float:
+    """With 8 training sequences: windowed attention minus full attention."""
+    result = locality_experiment(seed)
+    return result["windowed attention"][0] - result["full attention"][0]
+
+
+@experiment
+def gap_narrows(seed: int) -> float:
+    """Convolution minus full attention: the gap with 512 sequences minus the gap with 8."""
+    result = locality_experiment(seed)
+    gaps = [c - a for c, a in zip(result["convolution"], result["full attention"], strict=True)]
+    return gaps[-1] - gaps[0]
+
+
+_FIVE = tuple(range(5))
+CLAIMS = claims(
+    Claim(
+        "q25-small-data-gap",
+        "window-sum tagging with 8 training sequences: accuracy of the convolution minus "
+        "that of full attention",
+        small_data_gap,
+        ">",
+        0.2,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q25-small-data-window-gap",
+        "same, windowed attention (window 1) minus full attention",
+        small_data_window_gap,
+        ">",
+        0.2,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q25-gap-narrows",
+        "convolution minus full attention: the gap with 512 sequences minus the gap with 8",
+        gap_narrows,
+        "<",
+        0.0,
+        seeds=_FIVE,
+    ),
+)

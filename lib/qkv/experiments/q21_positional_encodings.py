@@ -1,4 +1,4 @@
-"""Train on short sequences, test on long ones: how far each position scheme carries.
+"""Q21 (transformer/q21_positional_encodings): train short, test long, per position scheme.
 
 The task, :func:`offset_copy`, needs position and nothing else: at every position
 ``i`` the model must output the token ``offset`` places back, ``x[i - offset]``
@@ -9,13 +9,17 @@ longer sequences. The offset is the same at every length, so a scheme that
 represents *relative* position well has nothing new to learn at test time; an
 absolute scheme meets positions it has never seen.
 
-Used in: Q21 (transformer/q21_positional_encodings).
+One function per claimed number, each a function of the seed:
+:func:`positions_needed`, :func:`sinusoidal_at_4x`, :func:`rope_vs_sinusoidal_at_2x`;
+``CLAIMS`` declares their margins.
+
+Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -23,10 +27,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from qkv._checks import check_int
+from qkv.experiments import Claim, claims, experiment
 from qkv.tiny_transformer import POSITION_SCHEMES, TinyTransformer
 from qkv.train import TrainConfig, train
 
-__all__ = ["CopyBatch", "offset_copy", "LengthResult", "length_generalization"]
+__all__ = [
+    "CopyBatch",
+    "offset_copy",
+    "LengthResult",
+    "length_generalization",
+    "positions_needed",
+    "sinusoidal_at_4x",
+    "rope_vs_sinusoidal_at_2x",
+    "CLAIMS",
+]
+
+TRAIN_LEN = 16  # every model is trained on 16 tokens ...
+EVAL_LENS = (16, 32, 64)  # ... and tested at 1, 2 and 4 times that
+STEPS = 200
 
 
 class CopyBatch(NamedTuple):
@@ -98,16 +116,17 @@ class LengthResult:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-@lru_cache(maxsize=8)
+@experiment
+@functools.lru_cache(maxsize=8)
 def length_generalization(
     seed: int = 0,
     *,
     schemes: tuple[str, ...] = ("none", "learned", "sinusoidal", "rope", "alibi"),
-    train_len: int = 16,
-    eval_lens: tuple[int, ...] = (16, 32, 64),
+    train_len: int = TRAIN_LEN,
+    eval_lens: tuple[int, ...] = EVAL_LENS,
     offset: int = 1,
     vocab_size: int = 10,
-    steps: int = 200,
+    steps: int = STEPS,
     device: str | torch.device | None = None,
 ) -> LengthResult:
     """Train one tiny causal model per position scheme on ``train_len``, test at ``eval_lens``.
@@ -156,3 +175,53 @@ def length_generalization(
                 result.errors[scheme] = str(err)
                 break
     return result
+
+
+@experiment
+def positions_needed(seed: int) -> float:
+    """At the training length: worst accuracy with positions minus accuracy without."""
+    acc = length_generalization(seed).accuracy
+    return min(acc[k][0] for k in ("learned", "sinusoidal", "rope")) - acc["none"][0]
+
+
+@experiment
+def sinusoidal_at_4x(seed: int) -> float:
+    """Copy accuracy at 64 tokens of the sinusoidal model trained on 16."""
+    return length_generalization(seed).accuracy["sinusoidal"][2]
+
+
+@experiment
+def rope_vs_sinusoidal_at_2x(seed: int) -> float:
+    """Copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal."""
+    acc = length_generalization(seed).accuracy
+    return acc["rope"][1] - acc["sinusoidal"][1]
+
+
+_FIVE = tuple(range(5))
+CLAIMS = claims(
+    Claim(
+        "q21-positions-needed",
+        "offset copy at the training length (16): accuracy of the worst model with positions "
+        "(learned, sinusoidal, RoPE) minus that of the model without positions",
+        positions_needed,
+        ">",
+        0.4,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-sinusoidal-at-4x",
+        "sinusoidal model trained on 16 tokens: copy accuracy at 64 tokens",
+        sinusoidal_at_4x,
+        "<",
+        0.6,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-rope-vs-sinusoidal-at-2x",
+        "copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal",
+        rope_vs_sinusoidal_at_2x,
+        ">",
+        0.2,
+        seeds=_FIVE,
+    ),
+)
