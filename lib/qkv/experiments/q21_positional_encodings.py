@@ -39,12 +39,17 @@ __all__ = [
     "positions_needed",
     "sinusoidal_at_4x",
     "rope_vs_sinusoidal_at_2x",
+    "context_extension",
+    "pi_without_fine_tuning",
+    "pi_fine_tuning_gain",
+    "ntk_zero_shot_gain",
     "CLAIMS",
 ]
 
 TRAIN_LEN = 16  # every model is trained on 16 tokens ...
 EVAL_LENS = (16, 32, 64)  # ... and tested at 1, 2 and 4 times that
 STEPS = 200
+FINE_TUNE_STEPS = 30  # position interpolation's short fine-tune at the new length
 
 
 class CopyBatch(NamedTuple):
@@ -116,6 +121,31 @@ class LengthResult:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=16)
+def _trained_model(
+    scheme: str,
+    seed: int,
+    train_len: int,
+    offset: int,
+    vocab_size: int,
+    steps: int,
+    device: str | torch.device | None,
+) -> TinyTransformer:
+    """One tiny causal model trained on :func:`offset_copy` at ``train_len`` (cached; eval mode)."""
+    config = TrainConfig(steps=steps, lr=3e-3, seed=seed, device=device)
+    torch.manual_seed(seed)
+    model = TinyTransformer(
+        vocab_size, vocab_size, d_model=32, n_heads=4, n_layers=1,
+        position=scheme, max_len=train_len, causal=True,
+    )  # fmt: skip
+
+    def batches(step: int, g: torch.Generator) -> CopyBatch:
+        return offset_copy(32, train_len, offset=offset, vocab_size=vocab_size, generator=g)
+
+    train(model, batches, _copy_loss, config)
+    return model.eval()
+
+
 @experiment
 @functools.lru_cache(maxsize=8)
 def length_generalization(
@@ -149,22 +179,11 @@ def length_generalization(
     if not eval_lens or eval_lens[0] != train_len:
         raise ValueError(f"eval_lens must start with train_len {train_len}, got {eval_lens}")
     result = LengthResult(train_len, tuple(eval_lens))
-    config = TrainConfig(steps=steps, lr=3e-3, seed=seed, device=device)
     eval_g = torch.Generator().manual_seed(10_000 + seed)
     tests = [offset_copy(64, n, offset=offset, vocab_size=vocab_size, generator=eval_g)
              for n in eval_lens]  # fmt: skip
     for scheme in schemes:
-        torch.manual_seed(seed)
-        model = TinyTransformer(
-            vocab_size, vocab_size, d_model=32, n_heads=4, n_layers=1,
-            position=scheme, max_len=train_len, causal=True,
-        )  # fmt: skip
-
-        def batches(step: int, g: torch.Generator) -> CopyBatch:
-            return offset_copy(32, train_len, offset=offset, vocab_size=vocab_size, generator=g)
-
-        train(model, batches, _copy_loss, config)
-        model.eval()
+        model = _trained_model(scheme, seed, train_len, offset, vocab_size, steps, device)
         device_ = next(model.parameters()).device
         accuracy = result.accuracy.setdefault(scheme, [])
         for test in tests:
@@ -197,6 +216,79 @@ def rope_vs_sinusoidal_at_2x(seed: int) -> float:
     return acc["rope"][1] - acc["sinusoidal"][1]
 
 
+@experiment
+@functools.lru_cache(maxsize=8)
+def context_extension(seed: int = 0) -> dict[str, float]:
+    """Copy accuracy at 64 tokens of the RoPE model trained on 16, rescaled four ways.
+
+    The model of :func:`length_generalization` (RoPE, trained on 16 tokens) is run at
+    ``new_len = 64`` (factor ``s = 4``):
+
+    - ``"extrapolate"``: unchanged, positions 0..63 (angles it never saw);
+    - ``"PI, no fine-tuning"``: position interpolation (Chen et al. 2023), positions
+      multiplied by ``1/s``, so every angle lies inside the trained range;
+    - ``"PI + fine-tuning"``: the same, after :data:`FINE_TUNE_STEPS` AdamW steps on
+      64-token sequences;
+    - ``"direct fine-tuning"``: the same steps without rescaling (a control);
+    - ``"NTK-aware, no fine-tuning"``: the base raised to ``10000 * s^(d_k/(d_k-2))``,
+      which leaves the fastest pair untouched and slows the slowest by ``s``.
+
+    Returns ``{name: accuracy}`` on 64 held-out sequences of 64 tokens.
+
+    Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+    """
+    import copy
+
+    check_int("seed", seed, 0)
+    new_len, s = EVAL_LENS[-1], EVAL_LENS[-1] / TRAIN_LEN
+    trained = _trained_model("rope", seed, TRAIN_LEN, 1, 10, STEPS, None)
+    device = next(trained.parameters()).device
+    eval_g = torch.Generator().manual_seed(20_000 + seed)
+    test = offset_copy(64, new_len, generator=eval_g)
+    test = CopyBatch(test.inputs.to(device), test.targets.to(device))
+    d_k = trained.d_model // trained.n_heads
+
+    def scored(model: TinyTransformer, *, scale: float = 1.0, base: float = 10000.0) -> float:
+        model = copy.deepcopy(model)
+        model.rope_position_scale, model.rope_base = scale, base
+        return _accuracy(model.eval(), test)
+
+    def fine_tuned(scale: float) -> TinyTransformer:
+        model = copy.deepcopy(trained).train()
+        model.rope_position_scale = scale
+        config = TrainConfig(steps=FINE_TUNE_STEPS, lr=3e-3, seed=seed + 1, device=device)
+        train(model, lambda step, g: offset_copy(32, new_len, generator=g), _copy_loss, config)
+        return model.eval()
+
+    return {
+        "extrapolate": scored(trained),
+        "PI, no fine-tuning": scored(trained, scale=1 / s),
+        "PI + fine-tuning": scored(fine_tuned(1 / s), scale=1 / s),
+        "direct fine-tuning": scored(fine_tuned(1.0)),
+        "NTK-aware, no fine-tuning": scored(trained, base=10000.0 * s ** (d_k / (d_k - 2))),
+    }
+
+
+@experiment
+def pi_without_fine_tuning(seed: int) -> float:
+    """Accuracy at 64 tokens of the RoPE model with position interpolation, not fine-tuned."""
+    return context_extension(seed)["PI, no fine-tuning"]
+
+
+@experiment
+def pi_fine_tuning_gain(seed: int) -> float:
+    """Position interpolation: accuracy at 64 after the short fine-tune minus before."""
+    result = context_extension(seed)
+    return result["PI + fine-tuning"] - result["PI, no fine-tuning"]
+
+
+@experiment
+def ntk_zero_shot_gain(seed: int) -> float:
+    """No fine-tuning, 64 tokens: NTK-aware base minus plain extrapolation."""
+    result = context_extension(seed)
+    return result["NTK-aware, no fine-tuning"] - result["extrapolate"]
+
+
 _FIVE = tuple(range(5))
 CLAIMS = claims(
     Claim(
@@ -222,6 +314,31 @@ CLAIMS = claims(
         rope_vs_sinusoidal_at_2x,
         ">",
         0.2,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-pi-needs-fine-tuning",
+        "RoPE model trained on 16 tokens, run at 64 with position interpolation and no "
+        "fine-tuning: copy accuracy",
+        pi_without_fine_tuning,
+        "<",
+        0.4,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-pi-fine-tuned",
+        "position interpolation at 64 tokens: accuracy after 30 fine-tuning steps minus before",
+        pi_fine_tuning_gain,
+        ">",
+        0.4,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-ntk-zero-shot",
+        "no fine-tuning, 64 tokens: accuracy with the NTK-aware base minus plain RoPE",
+        ntk_zero_shot_gain,
+        ">",
+        0.1,
         seeds=_FIVE,
     ),
 )
