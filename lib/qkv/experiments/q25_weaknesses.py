@@ -15,6 +15,12 @@ same number of steps:
 :func:`small_data_gap`, :func:`small_data_window_gap` and :func:`gap_narrows` are the
 claimed numbers, declared in ``CLAIMS``.
 
+A second task measures the missing recurrence: :func:`prefix_parity` tags each bit
+with the parity of all bits so far, a running state that a recurrent network carries
+in one unit and a fixed-depth Transformer must recompute from the whole prefix at
+every position (Hahn 2020). :func:`state_tracking` trains a small GRU and a larger
+causal Transformer on 16 bits and tests them on 16 and 64.
+
 Used in: Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
 """
 
@@ -42,10 +48,20 @@ __all__ = [
     "small_data_gap",
     "small_data_window_gap",
     "gap_narrows",
+    "prefix_parity",
+    "GRUTagger",
+    "PARITY_MODELS",
+    "state_tracking",
+    "parity_gap",
+    "transformer_parity_long",
+    "gru_parity_long",
     "CLAIMS",
 ]
 
 BUDGETS = (8, 32, 512)  # training sequences
+PARITY_LENS = (16, 64)  # trained on 16 bits, tested on 16 and 64
+#: The models compared by :func:`state_tracking`.
+PARITY_MODELS = ("GRU", "Transformer")
 
 #: The models compared by :func:`locality_experiment`, in the order of its result.
 LOCALITY_MODELS = ("convolution", "full attention", "windowed attention")
@@ -177,6 +193,91 @@ def gap_narrows(seed: int) -> float:
     return gaps[-1] - gaps[0]
 
 
+def prefix_parity(batch_size: int, length: int, *, generator: torch.Generator) -> TagBatch:
+    """Random bits; the label of position ``i`` is ``x[0] xor ... xor x[i]`` (0 or 1)."""
+    check_int("batch_size", batch_size, 1)
+    check_int("length", length, 1)
+    inputs = torch.randint(0, 2, (batch_size, length), generator=generator)
+    return TagBatch(inputs, inputs.cumsum(dim=1) % 2)
+
+
+class GRUTagger(nn.Module):
+    """Embedding, one GRU layer (Cho et al. 2014), a per-token head: ``(B, L) -> (B, L, V_out)``."""
+
+    def __init__(self, vocab_size: int, n_outputs: int, *, hidden: int = 16) -> None:
+        super().__init__()
+        check_int("hidden", hidden, 1)
+        self.embed = nn.Embedding(vocab_size, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, n_outputs)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.head(self.gru(self.embed(ids))[0])  # (B, L, hidden) -> (B, L, n_outputs)
+
+
+def _make_parity_model(name: str) -> nn.Module:
+    if name == "GRU":
+        return GRUTagger(2, 2, hidden=16)
+    return TinyTransformer(2, 2, d_model=32, n_heads=4, n_layers=2, position="rope", causal=True)
+
+
+@experiment
+@functools.lru_cache(maxsize=8)
+def state_tracking(seed: int = 0, *, steps: int = 200) -> dict[str, list[float]]:
+    """Prefix parity: per-bit accuracy of a GRU and a causal Transformer, trained on 16 bits.
+
+    The GRU has 16 units (about 1,700 parameters); the Transformer has 2 layers,
+    ``d_model = 32``, 4 heads and RoPE (about 25,000). Both train for ``steps`` AdamW
+    updates (lr 3e-3) on fresh batches of 32 sequences of 16 bits, then are scored on
+    256 held-out sequences of each length in :data:`PARITY_LENS`. Chance is 0.5.
+
+    Returns:
+        ``{model name: [accuracy at each length]}``, models as in :data:`PARITY_MODELS`.
+
+    Used in: Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
+    """
+    check_int("seed", seed, 0)
+    config = TrainConfig(steps=steps, lr=3e-3, seed=seed)
+    eval_g = torch.Generator().manual_seed(10_000 + seed)
+    tests = [prefix_parity(256, n, generator=eval_g) for n in PARITY_LENS]
+    result: dict[str, list[float]] = {}
+    for name in PARITY_MODELS:
+        torch.manual_seed(seed)
+        model = _make_parity_model(name)
+
+        def batches(step: int, g: torch.Generator) -> TagBatch:
+            return prefix_parity(32, PARITY_LENS[0], generator=g)
+
+        train(model, batches, _tag_loss, config)
+        model.eval()
+        on = next(model.parameters()).device
+        with torch.no_grad():
+            result[name] = [
+                (model(t.inputs.to(on)).argmax(-1).cpu() == t.labels).float().mean().item()
+                for t in tests
+            ]
+    return result
+
+
+@experiment
+def parity_gap(seed: int) -> float:
+    """Prefix parity at the training length (16 bits): GRU accuracy minus Transformer's."""
+    result = state_tracking(seed)
+    return result["GRU"][0] - result["Transformer"][0]
+
+
+@experiment
+def transformer_parity_long(seed: int) -> float:
+    """Prefix parity at 64 bits (trained on 16): the Transformer's accuracy."""
+    return state_tracking(seed)["Transformer"][1]
+
+
+@experiment
+def gru_parity_long(seed: int) -> float:
+    """Prefix parity at 64 bits (trained on 16): the GRU's accuracy."""
+    return state_tracking(seed)["GRU"][1]
+
+
 _FIVE = tuple(range(5))
 CLAIMS = claims(
     Claim(
@@ -202,6 +303,31 @@ CLAIMS = claims(
         gap_narrows,
         "<",
         0.0,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q25-parity-gap",
+        "prefix parity at the training length (16 bits): GRU accuracy minus that of a "
+        "2-layer Transformer",
+        parity_gap,
+        ">",
+        0.2,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q25-parity-transformer-64",
+        "prefix parity at 64 bits, trained on 16: Transformer accuracy (chance 0.5)",
+        transformer_parity_long,
+        "<",
+        0.6,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q25-parity-gru-64",
+        "prefix parity at 64 bits, trained on 16: GRU accuracy",
+        gru_parity_long,
+        ">",
+        0.95,
         seeds=_FIVE,
     ),
 )
