@@ -207,3 +207,20 @@ def test_alibi_errors() -> None:
         alibi_bias(4, 0)
     with pytest.raises(ValueError, match="n_heads must be >= 1"):
         alibi_bias(0, 7)
+
+
+def test_rope_decay_bound_against_a_loop_and_its_decay() -> None:
+    import cmath
+
+    from qkv.positions import rope_decay_bound
+
+    d_k, r = 16, 7
+    thetas = [10000 ** (-2 * i / d_k) for i in range(d_k // 2)]
+    partial = [sum(cmath.exp(1j * r * t) for t in thetas[:j]) for j in range(1, d_k // 2 + 1)]
+    expected = sum(abs(s) for s in partial) / (d_k // 2)
+    assert rope_decay_bound(torch.tensor([r]), d_k).item() == pytest.approx(expected, rel=1e-12)
+    bound = rope_decay_bound(torch.arange(0, 1001), 128)
+    assert bound[0].item() == pytest.approx((64 + 1) / 2)  # every S_j = j at r = 0
+    assert bound[200:].max() < bound[0] / 2  # far apart, the bound is much smaller
+    with pytest.raises(TypeError, match="distances must be"):
+        rope_decay_bound([1, 2], 8)

@@ -25,7 +25,14 @@ from torch import Tensor
 
 from qkv._checks import check_int
 
-__all__ = ["sinusoidal_positions", "rotary_angles", "apply_rotary", "alibi_slopes", "alibi_bias"]
+__all__ = [
+    "sinusoidal_positions",
+    "rotary_angles",
+    "apply_rotary",
+    "alibi_slopes",
+    "alibi_bias",
+    "rope_decay_bound",
+]
 
 
 def sinusoidal_positions(
@@ -186,3 +193,32 @@ def alibi_bias(n_heads: int, L: int, *, device: torch.device | str | None = None
     positions = torch.arange(L, device=device)
     distance = (positions[:, None] - positions[None, :]).abs()  # (L, 1) - (1, L) -> (L, L)
     return -slopes[:, None, None] * distance  # (h, 1, 1) * (L, L) -> (h, L, L)
+
+
+def rope_decay_bound(distances: Tensor, d_k: int, *, base: float = 10000.0) -> Tensor:
+    """RoFormer's long-term decay: the relative upper bound of a RoPE score at distance r.
+
+    Su et al. 2021 (§3.4.3) write the rotated score as ``Re sum_i h_i e^{i r theta_i}``
+    (``h_i`` the product of the i-th query and key pairs as complex numbers) and bound it,
+    by Abel summation, by ``max_i |h_(i+1) - h_i| * sum_j |S_j|`` with
+    ``S_j = sum_(k<j) e^{i r theta_k}``. The factor that depends on the distance,
+    ``(1 / (d_k/2)) sum_(j=1..d_k/2) |S_j|``, is what this returns: it equals
+    ``(d_k/2 + 1) / 2`` at ``r = 0`` and shrinks, with ripples, as ``r`` grows
+    (their Fig. 2). It bounds how large a score *can* be, not what a trained model does.
+
+    Args:
+        distances: ``(...)`` relative distances ``r`` (integer or float).
+        d_k: the even rotated width.
+        base: the wavelength base (10000 in the paper; Llama 3 uses 500000).
+
+    Returns:
+        ``(...)`` float64 bound factors.
+
+    Used in: Q21 (transformer/q21_positional_encodings).
+    """
+    if not isinstance(distances, Tensor) or distances.dtype == torch.bool:
+        got = distances.dtype if isinstance(distances, Tensor) else type(distances).__name__
+        raise TypeError(f"distances must be an integer or float Tensor, got {got}")
+    angles = rotary_angles(distances.to(torch.float64), d_k, base=base)  # (..., d_k / 2)
+    partial = torch.polar(torch.ones_like(angles), angles).cumsum(-1)  # S_1 .. S_(d_k/2)
+    return partial.abs().mean(-1)

@@ -17,7 +17,11 @@ with ``position`` one of
   still infer some order).
 
 ``causal`` adds the decoder's causal mask; ``window=w`` lets query ``i`` see keys
-``j`` with ``|i - j| <= w`` only (a local, convolution-like span).
+``j`` with ``|i - j| <= w`` only (a local, convolution-like span). For ``"rope"``,
+two plain attributes rescale the rotation after training, as context-extension
+methods do: ``rope_position_scale`` multiplies the positions (position interpolation
+sets it to ``train_len / new_len``) and ``rope_base`` replaces the base 10000
+(NTK-aware scaling raises it).
 
 Used in: Q21 (transformer/q21_positional_encodings), Q25 (transformer/q25_weaknesses).
 """
@@ -50,12 +54,19 @@ class _Block(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
 
-    def forward(self, x: Tensor, mask: Tensor | None, rope: bool) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        rope: bool,
+        positions: Tensor | None = None,
+        base: float = 10000.0,
+    ) -> Tensor:
         B, L, d_model = x.shape
         # (B, L, 3 d_model) -> (B, L, 3, h, d_k) -> 3 x (B, h, L, d_k)
         q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
         if rope:  # rotate queries and keys, never values
-            q, k = apply_rotary(q), apply_rotary(k)
+            q, k = apply_rotary(q, positions, base=base), apply_rotary(k, positions, base=base)
         attended = scaled_dot_product_attention(q, k, v, mask)  # (B, h, L, d_k)
         x = x + self.out(attended.transpose(1, 2).reshape(B, L, d_model))  # -> (B, L, d_model)
         return x + self.ffn(self.norm2(x))
@@ -108,6 +119,7 @@ class TinyTransformer(nn.Module):
             check_int("window", window, 0)
         self.position, self.max_len, self.causal, self.window = position, max_len, causal, window
         self.d_model, self.n_heads = d_model, n_heads
+        self.rope_position_scale, self.rope_base = 1.0, 10000.0  # see the module docstring
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos_embed = nn.Embedding(max_len, d_model) if position == "learned" else None
         self.blocks = nn.ModuleList(_Block(d_model, n_heads, 4 * d_model) for _ in range(n_layers))
@@ -151,6 +163,7 @@ class TinyTransformer(nn.Module):
         elif self.position == "sinusoidal":
             x = x + sinusoidal_positions(L, self.d_model, device=ids.device, dtype=x.dtype)
         mask = self._mask(L, ids.device)
+        positions = torch.arange(L, device=ids.device) * self.rope_position_scale
         for block in self.blocks:
-            x = block(x, mask, rope=self.position == "rope")
+            x = block(x, mask, self.position == "rope", positions, self.rope_base)
         return self.head(self.norm(x))

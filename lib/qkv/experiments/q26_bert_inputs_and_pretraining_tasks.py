@@ -1,4 +1,4 @@
-"""Sentence-pair pre-training tasks: next-sentence and sentence-order prediction.
+"""Q26 (bert/q26_bert_inputs_and_pretraining_tasks): next-sentence and sentence-order pairs.
 
 BERT's next-sentence prediction (NSP; Devlin et al. 2019, §3.1) pairs a sentence
 with its true successor half of the time and with a random sentence of the corpus
@@ -11,7 +11,9 @@ topic test, while the swapped pairs of SOP contain exactly the same words.
 The documents are *linked*: every sentence starts with the word that ended the
 sentence before it, so the order is recoverable from the two sentences alone (by
 a model that knows which word comes first and last), but not from their bags of
-words.
+words. :func:`bag_of_words_accuracy` is the claimed number (``CLAIMS``).
+
+Used in: Q26 (bert/q26_bert_inputs_and_pretraining_tasks); ``benchmarks/robustness.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from qkv._checks import check_int
+from qkv.experiments import Claim, claims, experiment
 
 __all__ = [
     "PairBatch",
@@ -32,6 +35,7 @@ __all__ = [
     "BagOfWordsPairClassifier",
     "link_rule_accuracy",
     "bag_of_words_accuracy",
+    "CLAIMS",
 ]
 
 
@@ -175,6 +179,7 @@ def link_rule_accuracy(pairs: PairBatch) -> float:
     return (predicted == pairs.label.bool()).float().mean().item()
 
 
+@experiment
 def bag_of_words_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
     """Train :class:`BagOfWordsPairClassifier` on NSP or SOP pairs; return held-out accuracy.
 
@@ -207,3 +212,21 @@ def bag_of_words_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
     config = TrainConfig(steps=steps, lr=0.02, seed=seed, weight_decay=1e-3, log_every=steps)
     train(model, lambda step, g: train_pairs, loss_fn, config)
     return evaluate(model, test_pairs, accuracy)["accuracy"]
+
+
+CLAIMS = claims(
+    Claim(
+        "q26-nsp-bag-of-words",
+        "bag of words on NSP: held-out accuracy",
+        lambda seed: bag_of_words_accuracy("nsp", seed),
+        ">",
+        0.7,
+    ),
+    Claim(
+        "q26-sop-bag-of-words",
+        "bag of words on SOP: held-out accuracy",
+        lambda seed: bag_of_words_accuracy("sop", seed),
+        "<",
+        0.6,
+    ),
+)

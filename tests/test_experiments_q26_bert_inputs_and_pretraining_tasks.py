@@ -1,11 +1,11 @@
-"""qkv.sentence_pairs: linked documents, NSP and SOP pairs, the bag-of-words probe."""
+"""Q26 experiments: linked documents, NSP and SOP pairs, the bag-of-words probe."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from qkv.sentence_pairs import (
+from qkv.experiments.q26_bert_inputs_and_pretraining_tasks import (
     BagOfWordsPairClassifier,
     PairBatch,
     link_rule_accuracy,

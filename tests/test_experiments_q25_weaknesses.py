@@ -1,11 +1,16 @@
-"""qkv.inductive_bias: the window-sum task, the convolutional tagger and the experiment."""
+"""Q25 experiments: the window-sum task, the convolutional tagger and the experiment."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from qkv.inductive_bias import LOCALITY_MODELS, ConvTagger, locality_experiment, window_sum
+from qkv.experiments.q25_weaknesses import (
+    LOCALITY_MODELS,
+    ConvTagger,
+    locality_experiment,
+    window_sum,
+)
 
 
 def test_window_sum_against_a_loop() -> None:

@@ -1,11 +1,11 @@
-"""qkv.length_generalization: the offset-copy task and the experiment's bookkeeping."""
+"""Q21 experiments: the offset-copy task and the length experiment's bookkeeping."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from qkv.length_generalization import length_generalization, offset_copy
+from qkv.experiments.q21_positional_encodings import length_generalization, offset_copy
 
 
 def test_offset_copy_targets_are_the_shifted_inputs() -> None:

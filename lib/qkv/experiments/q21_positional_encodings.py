@@ -1,0 +1,344 @@
+"""Q21 (transformer/q21_positional_encodings): train short, test long, per position scheme.
+
+The task, :func:`offset_copy`, needs position and nothing else: at every position
+``i`` the model must output the token ``offset`` places back, ``x[i - offset]``
+(the tokens are uniform random, so content gives no hint). A causal
+:class:`~qkv.tiny_transformer.TinyTransformer` is trained with :mod:`qkv.train` on
+sequences of ``train_len`` tokens, once per position scheme, then evaluated on
+longer sequences. The offset is the same at every length, so a scheme that
+represents *relative* position well has nothing new to learn at test time; an
+absolute scheme meets positions it has never seen.
+
+One function per claimed number, each a function of the seed:
+:func:`positions_needed`, :func:`sinusoidal_at_4x`, :func:`rope_vs_sinusoidal_at_2x`;
+``CLAIMS`` declares their margins.
+
+Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from qkv._checks import check_int
+from qkv.experiments import Claim, claims, experiment
+from qkv.tiny_transformer import POSITION_SCHEMES, TinyTransformer
+from qkv.train import TrainConfig, train
+
+__all__ = [
+    "CopyBatch",
+    "offset_copy",
+    "LengthResult",
+    "length_generalization",
+    "positions_needed",
+    "sinusoidal_at_4x",
+    "rope_vs_sinusoidal_at_2x",
+    "context_extension",
+    "pi_without_fine_tuning",
+    "pi_fine_tuning_gain",
+    "ntk_zero_shot_gain",
+    "CLAIMS",
+]
+
+TRAIN_LEN = 16  # every model is trained on 16 tokens ...
+EVAL_LENS = (16, 32, 64)  # ... and tested at 1, 2 and 4 times that
+STEPS = 200
+FINE_TUNE_STEPS = 30  # position interpolation's short fine-tune at the new length
+
+
+class CopyBatch(NamedTuple):
+    """``inputs (B, L)`` token ids and ``targets (B, L)``: ``inputs`` shifted by the offset."""
+
+    inputs: Tensor
+    targets: Tensor
+
+
+def offset_copy(
+    batch_size: int,
+    length: int,
+    *,
+    offset: int = 1,
+    vocab_size: int = 10,
+    generator: torch.Generator,
+) -> CopyBatch:
+    """Uniform random tokens; the target at position ``i`` is ``inputs[i - offset]``.
+
+    The first ``offset`` positions have nothing to copy: their target is ``-100``,
+    the ``ignore_index`` of :func:`torch.nn.functional.cross_entropy`.
+
+    Args:
+        batch_size, length: ``B`` and ``L``.
+        offset: how far back to copy, ``1 <= offset < L``.
+        vocab_size: ``V``; tokens are ``0 .. V-1``.
+        generator: a CPU :class:`torch.Generator` (the batch is a function of it).
+    """
+    check_int("batch_size", batch_size, 1)
+    check_int("length", length, 2)
+    check_int("offset", offset, 1)
+    check_int("vocab_size", vocab_size, 2)
+    if offset >= length:
+        raise ValueError(f"offset must be < length, got offset {offset} and length {length}")
+    inputs = torch.randint(0, vocab_size, (batch_size, length), generator=generator)
+    targets = torch.full_like(inputs, -100)
+    targets[:, offset:] = inputs[:, :-offset]
+    return CopyBatch(inputs, targets)
+
+
+def _copy_loss(model: torch.nn.Module, batch: CopyBatch) -> Tensor:
+    logits = model(batch.inputs)  # (B, L, V)
+    return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+
+
+@torch.no_grad()
+def _accuracy(model: torch.nn.Module, batch: CopyBatch) -> float:
+    predicted = model(batch.inputs).argmax(dim=-1)  # (B, L)
+    scored = batch.targets != -100
+    return (predicted[scored] == batch.targets[scored]).float().mean().item()
+
+
+@dataclass(frozen=True)
+class LengthResult:
+    """What :func:`length_generalization` measured.
+
+    Attributes:
+        train_len: the length every model was trained on.
+        eval_lens: the evaluation lengths, ``train_len`` first.
+        accuracy: ``scheme -> [accuracy at each evaluation length]`` (copy accuracy on
+            held-out sequences; chance is ``1 / vocab_size``). The ``"learned"`` scheme has
+            an entry only for lengths it can run.
+        errors: ``scheme -> the error message`` it raised at a longer length.
+    """
+
+    train_len: int
+    eval_lens: tuple[int, ...]
+    accuracy: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=16)
+def _trained_model(
+    scheme: str,
+    seed: int,
+    train_len: int,
+    offset: int,
+    vocab_size: int,
+    steps: int,
+    device: str | torch.device | None,
+) -> TinyTransformer:
+    """One tiny causal model trained on :func:`offset_copy` at ``train_len`` (cached; eval mode)."""
+    config = TrainConfig(steps=steps, lr=3e-3, seed=seed, device=device)
+    torch.manual_seed(seed)
+    model = TinyTransformer(
+        vocab_size, vocab_size, d_model=32, n_heads=4, n_layers=1,
+        position=scheme, max_len=train_len, causal=True,
+    )  # fmt: skip
+
+    def batches(step: int, g: torch.Generator) -> CopyBatch:
+        return offset_copy(32, train_len, offset=offset, vocab_size=vocab_size, generator=g)
+
+    train(model, batches, _copy_loss, config)
+    return model.eval()
+
+
+@experiment
+@functools.lru_cache(maxsize=8)
+def length_generalization(
+    seed: int = 0,
+    *,
+    schemes: tuple[str, ...] = ("none", "learned", "sinusoidal", "rope", "alibi"),
+    train_len: int = TRAIN_LEN,
+    eval_lens: tuple[int, ...] = EVAL_LENS,
+    offset: int = 1,
+    vocab_size: int = 10,
+    steps: int = STEPS,
+    device: str | torch.device | None = None,
+) -> LengthResult:
+    """Train one tiny causal model per position scheme on ``train_len``, test at ``eval_lens``.
+
+    Each model (``d_model=32``, 4 heads, 1 layer; the ``"learned"`` table has exactly
+    ``train_len`` rows) is trained for ``steps`` AdamW updates (lr 3e-3, batches of 32)
+    on :func:`offset_copy`, with the same seed for its initialisation and its batches.
+    Evaluation uses 64 fresh sequences per length (seeded by ``seed``). Results are
+    cached: a second call with the same arguments returns the same object.
+
+    Returns:
+        a :class:`LengthResult`.
+
+    Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+    """
+    check_int("seed", seed, 0)
+    unknown = set(schemes) - set(POSITION_SCHEMES)
+    if unknown:
+        raise ValueError(f"schemes must be among {POSITION_SCHEMES}, got {sorted(unknown)}")
+    if not eval_lens or eval_lens[0] != train_len:
+        raise ValueError(f"eval_lens must start with train_len {train_len}, got {eval_lens}")
+    result = LengthResult(train_len, tuple(eval_lens))
+    eval_g = torch.Generator().manual_seed(10_000 + seed)
+    tests = [offset_copy(64, n, offset=offset, vocab_size=vocab_size, generator=eval_g)
+             for n in eval_lens]  # fmt: skip
+    for scheme in schemes:
+        model = _trained_model(scheme, seed, train_len, offset, vocab_size, steps, device)
+        device_ = next(model.parameters()).device
+        accuracy = result.accuracy.setdefault(scheme, [])
+        for test in tests:
+            test = CopyBatch(test.inputs.to(device_), test.targets.to(device_))
+            try:
+                accuracy.append(_accuracy(model, test))
+            except ValueError as err:  # a learned table has no row for this position
+                result.errors[scheme] = str(err)
+                break
+    return result
+
+
+@experiment
+def positions_needed(seed: int) -> float:
+    """At the training length: worst accuracy with positions minus accuracy without."""
+    acc = length_generalization(seed).accuracy
+    return min(acc[k][0] for k in ("learned", "sinusoidal", "rope")) - acc["none"][0]
+
+
+@experiment
+def sinusoidal_at_4x(seed: int) -> float:
+    """Copy accuracy at 64 tokens of the sinusoidal model trained on 16."""
+    return length_generalization(seed).accuracy["sinusoidal"][2]
+
+
+@experiment
+def rope_vs_sinusoidal_at_2x(seed: int) -> float:
+    """Copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal."""
+    acc = length_generalization(seed).accuracy
+    return acc["rope"][1] - acc["sinusoidal"][1]
+
+
+@experiment
+@functools.lru_cache(maxsize=8)
+def context_extension(seed: int = 0) -> dict[str, float]:
+    """Copy accuracy at 64 tokens of the RoPE model trained on 16, rescaled four ways.
+
+    The model of :func:`length_generalization` (RoPE, trained on 16 tokens) is run at
+    ``new_len = 64`` (factor ``s = 4``):
+
+    - ``"extrapolate"``: unchanged, positions 0..63 (angles it never saw);
+    - ``"PI, no fine-tuning"``: position interpolation (Chen et al. 2023), positions
+      multiplied by ``1/s``, so every angle lies inside the trained range;
+    - ``"PI + fine-tuning"``: the same, after :data:`FINE_TUNE_STEPS` AdamW steps on
+      64-token sequences;
+    - ``"direct fine-tuning"``: the same steps without rescaling (a control);
+    - ``"NTK-aware, no fine-tuning"``: the base raised to ``10000 * s^(d_k/(d_k-2))``,
+      which leaves the fastest pair untouched and slows the slowest by ``s``.
+
+    Returns ``{name: accuracy}`` on 64 held-out sequences of 64 tokens.
+
+    Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+    """
+    import copy
+
+    check_int("seed", seed, 0)
+    new_len, s = EVAL_LENS[-1], EVAL_LENS[-1] / TRAIN_LEN
+    trained = _trained_model("rope", seed, TRAIN_LEN, 1, 10, STEPS, None)
+    device = next(trained.parameters()).device
+    eval_g = torch.Generator().manual_seed(20_000 + seed)
+    test = offset_copy(64, new_len, generator=eval_g)
+    test = CopyBatch(test.inputs.to(device), test.targets.to(device))
+    d_k = trained.d_model // trained.n_heads
+
+    def scored(model: TinyTransformer, *, scale: float = 1.0, base: float = 10000.0) -> float:
+        model = copy.deepcopy(model)
+        model.rope_position_scale, model.rope_base = scale, base
+        return _accuracy(model.eval(), test)
+
+    def fine_tuned(scale: float) -> TinyTransformer:
+        model = copy.deepcopy(trained).train()
+        model.rope_position_scale = scale
+        config = TrainConfig(steps=FINE_TUNE_STEPS, lr=3e-3, seed=seed + 1, device=device)
+        train(model, lambda step, g: offset_copy(32, new_len, generator=g), _copy_loss, config)
+        return model.eval()
+
+    return {
+        "extrapolate": scored(trained),
+        "PI, no fine-tuning": scored(trained, scale=1 / s),
+        "PI + fine-tuning": scored(fine_tuned(1 / s), scale=1 / s),
+        "direct fine-tuning": scored(fine_tuned(1.0)),
+        "NTK-aware, no fine-tuning": scored(trained, base=10000.0 * s ** (d_k / (d_k - 2))),
+    }
+
+
+@experiment
+def pi_without_fine_tuning(seed: int) -> float:
+    """Accuracy at 64 tokens of the RoPE model with position interpolation, not fine-tuned."""
+    return context_extension(seed)["PI, no fine-tuning"]
+
+
+@experiment
+def pi_fine_tuning_gain(seed: int) -> float:
+    """Position interpolation: accuracy at 64 after the short fine-tune minus before."""
+    result = context_extension(seed)
+    return result["PI + fine-tuning"] - result["PI, no fine-tuning"]
+
+
+@experiment
+def ntk_zero_shot_gain(seed: int) -> float:
+    """No fine-tuning, 64 tokens: NTK-aware base minus plain extrapolation."""
+    result = context_extension(seed)
+    return result["NTK-aware, no fine-tuning"] - result["extrapolate"]
+
+
+_FIVE = tuple(range(5))
+CLAIMS = claims(
+    Claim(
+        "q21-positions-needed",
+        "offset copy at the training length (16): accuracy of the worst model with positions "
+        "(learned, sinusoidal, RoPE) minus that of the model without positions",
+        positions_needed,
+        ">",
+        0.4,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-sinusoidal-at-4x",
+        "sinusoidal model trained on 16 tokens: copy accuracy at 64 tokens",
+        sinusoidal_at_4x,
+        "<",
+        0.6,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-rope-vs-sinusoidal-at-2x",
+        "copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal",
+        rope_vs_sinusoidal_at_2x,
+        ">",
+        0.2,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-pi-needs-fine-tuning",
+        "RoPE model trained on 16 tokens, run at 64 with position interpolation and no "
+        "fine-tuning: copy accuracy",
+        pi_without_fine_tuning,
+        "<",
+        0.4,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-pi-fine-tuned",
+        "position interpolation at 64 tokens: accuracy after 30 fine-tuning steps minus before",
+        pi_fine_tuning_gain,
+        ">",
+        0.4,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q21-ntk-zero-shot",
+        "no fine-tuning, 64 tokens: accuracy with the NTK-aware base minus plain RoPE",
+        ntk_zero_shot_gain,
+        ">",
+        0.1,
+        seeds=_FIVE,
+    ),
+)
