@@ -770,59 +770,6 @@ LEGACY += [
 ]  # fmt: skip
 
 
-# Q16: the masked-LM experiments of qkv.mlm, as in the chapter.
-Q16 = "q16_mask_rate"
-Q16_SEEDS = tuple(range(6))
-
-
-@functools.cache
-def _q16_run(rate: float, hide: str, steps: int, seed: int):
-    from qkv.mlm import train_masked_lm
-
-    return train_masked_lm(rate, hide=hide, steps=steps, seed=seed, device="cpu")
-
-
-def _q16_gap(high: float, low: float) -> Callable[[int], float]:
-    return lambda seed: (
-        _q16_run(high, "input", 150, seed).accuracy - _q16_run(low, "input", 150, seed).accuracy
-    )
-
-
-def _q16_above_bayes(seed: int) -> float:
-    return max(
-        _q16_run(r, "input", 150, seed).accuracy - _q16_run(r, "input", 150, seed).bayes_accuracy
-        for r in (0.05, 0.15, 0.4, 0.8)
-    )
-
-
-def _q16_leak(key: str) -> Callable[[int], float]:
-    def measure(seed: int) -> float:
-        run = _q16_run(0.15, "attention", 40, seed)
-        if key == "accuracy":
-            return run.accuracy - run.bayes_accuracy
-        return run.bayes_loss - run.loss
-
-    return measure
-
-
-LEGACY += [
-    legacy_claim("q16-leak-accuracy", Q16, "hidden by attention mask, 40 steps: accuracy − Bayes accuracy",
-          _q16_leak("accuracy"), ">", 0.03, Q16_SEEDS),
-    legacy_claim("q16-leak-loss", Q16, "hidden by attention mask: Bayes loss − model loss (nats)",
-          _q16_leak("loss"), ">", 0.05, Q16_SEEDS),
-    legacy_claim("q16-40-vs-5", Q16, "150 steps: accuracy at 40% − accuracy at 5%",
-          _q16_gap(0.4, 0.05), ">", 0.3, Q16_SEEDS),
-    legacy_claim("q16-15-vs-5", Q16, "150 steps: accuracy at 15% − accuracy at 5%",
-          _q16_gap(0.15, 0.05), ">", 0.15, Q16_SEEDS),
-    legacy_claim("q16-40-vs-15", Q16, "150 steps: accuracy at 40% − accuracy at 15%",
-          _q16_gap(0.4, 0.15), ">", 0.0, Q16_SEEDS),
-    legacy_claim("q16-40-vs-80", Q16, "150 steps: accuracy at 40% − accuracy at 80%",
-          _q16_gap(0.4, 0.8), ">", 0.05, Q16_SEEDS),
-    legacy_claim("q16-below-bayes", Q16, "input hiding: largest accuracy − Bayes accuracy over the rates",
-          _q16_above_bayes, "<", 0.02, Q16_SEEDS),
-]  # fmt: skip
-
-
 # Q17: [CLS] vs mean pooling with qkv.pooling, as in the chapter.
 Q17 = "q17_cls_token"
 Q17_SEEDS = tuple(range(8))
