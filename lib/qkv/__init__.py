@@ -53,8 +53,8 @@ _SUBMODULES = frozenset(
         "exercises", "experiments", "explanation", "glue", "gpt", "heads", "inductive_bias",
         "kernel_regression",
         "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
-        "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
-        "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
+        "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
+        "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
         "shared_projections", "stability", "tasks", "tiny_transformer", "tokenization",
         "train", "tying", "vocab", "warmup", "wordpiece",
     }
