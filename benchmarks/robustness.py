@@ -63,8 +63,9 @@ def legacy_claim(
     return Claim(id, text, measure, op, margin, tuple(seeds), chapter_seed)
 
 
-# Claims not yet moved to their chapter's qkv.experiments module (issue 16).
-LEGACY: list[Claim] = []
+
+
+_FIVE = tuple(range(5))
 
 
 def _q03_claims() -> list[Claim]:
@@ -187,165 +188,7 @@ def _q03_claims() -> list[Claim]:
     ]
 
 
-LEGACY += _q03_claims()
-
-
-# Q16: the masked-LM experiments of qkv.mlm, as in the chapter.
-Q16 = "q16_mask_rate"
-Q16_SEEDS = tuple(range(6))
-
-
-@functools.cache
-def _q16_run(rate: float, hide: str, steps: int, seed: int):
-    from qkv.mlm import train_masked_lm
-
-    return train_masked_lm(rate, hide=hide, steps=steps, seed=seed, device="cpu")
-
-
-def _q16_gap(high: float, low: float) -> Callable[[int], float]:
-    return lambda seed: (
-        _q16_run(high, "input", 150, seed).accuracy - _q16_run(low, "input", 150, seed).accuracy
-    )
-
-
-def _q16_above_bayes(seed: int) -> float:
-    return max(
-        _q16_run(r, "input", 150, seed).accuracy - _q16_run(r, "input", 150, seed).bayes_accuracy
-        for r in (0.05, 0.15, 0.4, 0.8)
-    )
-
-
-def _q16_leak(key: str) -> Callable[[int], float]:
-    def measure(seed: int) -> float:
-        run = _q16_run(0.15, "attention", 40, seed)
-        if key == "accuracy":
-            return run.accuracy - run.bayes_accuracy
-        return run.bayes_loss - run.loss
-
-    return measure
-
-
-LEGACY += [
-    legacy_claim("q16-leak-accuracy", Q16, "hidden by attention mask, 40 steps: accuracy − Bayes accuracy",
-          _q16_leak("accuracy"), ">", 0.03, Q16_SEEDS),
-    legacy_claim("q16-leak-loss", Q16, "hidden by attention mask: Bayes loss − model loss (nats)",
-          _q16_leak("loss"), ">", 0.05, Q16_SEEDS),
-    legacy_claim("q16-40-vs-5", Q16, "150 steps: accuracy at 40% − accuracy at 5%",
-          _q16_gap(0.4, 0.05), ">", 0.3, Q16_SEEDS),
-    legacy_claim("q16-15-vs-5", Q16, "150 steps: accuracy at 15% − accuracy at 5%",
-          _q16_gap(0.15, 0.05), ">", 0.15, Q16_SEEDS),
-    legacy_claim("q16-40-vs-15", Q16, "150 steps: accuracy at 40% − accuracy at 15%",
-          _q16_gap(0.4, 0.15), ">", 0.0, Q16_SEEDS),
-    legacy_claim("q16-40-vs-80", Q16, "150 steps: accuracy at 40% − accuracy at 80%",
-          _q16_gap(0.4, 0.8), ">", 0.05, Q16_SEEDS),
-    legacy_claim("q16-below-bayes", Q16, "input hiding: largest accuracy − Bayes accuracy over the rates",
-          _q16_above_bayes, "<", 0.02, Q16_SEEDS),
-]  # fmt: skip
-
-
-# Q17: [CLS] vs mean pooling with qkv.pooling, as in the chapter.
-Q17 = "q17_cls_token"
-Q17_SEEDS = tuple(range(8))
-
-
-@functools.cache
-def _q17_run(pooling: str, frozen: bool, seed: int):
-    from qkv.pooling import train_pooling
-
-    if frozen:
-        return train_pooling(pooling, seed=seed, steps=100, lr=3e-2, freeze_encoder=True,
-                             device="cpu")  # fmt: skip
-    return train_pooling(pooling, seed=seed, device="cpu")
-
-
-def _q17_accuracy(pooling: str, frozen: bool) -> Callable[[int], float]:
-    return lambda seed: _q17_run(pooling, frozen, seed).accuracy
-
-
-def _q17_attention_ratio(frozen: bool) -> Callable[[int], float]:
-    from qkv.data import sequence_classification
-    from qkv.pooling import cls_attention_by_token
-
-    def measure(seed: int) -> float:
-        held_out = sequence_classification(512, min_len=4, max_len=12, n_words=8,
-                                           generator=20_000 + seed)  # fmt: skip
-        looks = cls_attention_by_token(_q17_run("cls", frozen, seed).model, held_out)
-        ratio = looks["A or B"] / looks["distractor"]
-        return abs(ratio - 1) if frozen else ratio
-
-    return measure
-
-
-def _q17_probe(pooling: str, field: str) -> Callable[[int], float]:
-    from qkv.pooling import probe_pooled
-
-    return lambda seed: getattr(probe_pooled(_q17_run("cls", True, seed).model, seed=seed)[pooling],
-                                field)  # fmt: skip
-
-
-LEGACY += [
-    legacy_claim("q17-finetuned-cls", Q17, "fine-tuned, 60 steps: accuracy with [CLS] + pooler",
-          _q17_accuracy("cls", False), ">", 0.95, Q17_SEEDS),
-    legacy_claim("q17-finetuned-mean", Q17, "fine-tuned, 60 steps: accuracy with mean pooling",
-          _q17_accuracy("mean", False), ">", 0.95, Q17_SEEDS),
-    legacy_claim("q17-frozen-cls", Q17, "frozen random encoder: linear-probe accuracy on [CLS]",
-          _q17_accuracy("cls", True), "<", 0.6, Q17_SEEDS),
-    legacy_claim("q17-frozen-mean", Q17, "frozen random encoder: linear-probe accuracy on the mean",
-          _q17_accuracy("mean", True), ">", 0.9, Q17_SEEDS),
-    legacy_claim("q17-attention-trained", Q17, "fine-tuned: [CLS] weight per A/B token ÷ per distractor",
-          _q17_attention_ratio(False), ">", 1.3, Q17_SEEDS),
-    legacy_claim("q17-attention-untrained", Q17, "untrained: |weight ratio A/B ÷ distractor − 1|",
-          _q17_attention_ratio(True), "<", 0.2, Q17_SEEDS),
-    legacy_claim("q17-frozen-cls-fitted", Q17,
-          "frozen random encoder: probe fitted on standardised [CLS] features, accuracy",
-          _q17_probe("cls", "accuracy"), ">", 0.95, Q17_SEEDS),
-    legacy_claim("q17-frozen-cls-varying", Q17,
-          "frozen random encoder: share of the [CLS] vector that varies between sequences",
-          _q17_probe("cls", "varying_share"), "<", 1e-3, Q17_SEEDS),
-    legacy_claim("q17-frozen-mean-varying", Q17,
-          "frozen random encoder: share of the mean-pooled vector that varies",
-          _q17_probe("mean", "varying_share"), ">", 0.05, Q17_SEEDS),
-]  # fmt: skip
-
-
-# Q20: qkv.longtext_task, one trained window classifier per seed, every remedy evaluated.
-Q20 = "q20_long_text"
-
-
-@functools.cache
-def _q20_results(seed: int) -> dict:
-    from qkv.longtext_task import compare
-
-    return compare(seed, device="cpu")
-
-
-def _q20(key: str) -> Callable[[int], float]:
-    positions = ("start", "middle", "end")
-    windows = [(s, p) for s in ("windows (mean)", "windows (max)") for p in positions]
-    picks = {
-        "windows": lambda r: min(r[k] for k in windows),
-        "head-end": lambda r: r[("head", "end")],
-        "tail-start": lambda r: r[("tail", "start")],
-        "head+tail-middle": lambda r: r[("head+tail", "middle")],
-        "kept": lambda r: min(r[("head", "start")], r[("tail", "end")], r[("head+tail", "end")]),
-    }
-    return lambda seed: picks[key](_q20_results(seed))
-
-
-LEGACY += [
-    legacy_claim("q20-windows", Q20, "sliding windows (mean or max): lowest accuracy over positions",
-          _q20("windows"), ">", 0.95),
-    legacy_claim("q20-kept", Q20, "truncation with the evidence kept: lowest accuracy",
-          _q20("kept"), ">", 0.95),
-    legacy_claim("q20-head-end", Q20, "head truncation, evidence at the end: accuracy",
-          _q20("head-end"), "<", 0.65),
-    legacy_claim("q20-tail-start", Q20, "tail truncation, evidence at the start: accuracy",
-          _q20("tail-start"), "<", 0.65),
-    legacy_claim("q20-head-tail-middle", Q20, "head+tail truncation, evidence in the middle: accuracy",
-          _q20("head+tail-middle"), "<", 0.65),
-]  # fmt: skip
-
-
+LEGACY: list[Claim] = [] + _q03_claims()
 def all_claims() -> dict[str, list[Claim]]:
     """Chapter number -> its claims, from the experiment modules (and ``LEGACY``)."""
     found: dict[str, list[Claim]] = {}

@@ -187,7 +187,7 @@ def test_random_replacement_needs_a_non_special_id():
         mask_tokens(torch.tensor([[0, 1]]), vocab_size=2, mask_id=1, special_ids=(0,))
 
 
-# --- the masked-LM experiment of Q16 -------------------------------------------------
+# --- BERT's masked-LM head -------------------------------------------------
 
 
 def test_masked_lm_matches_hugging_face_bert_for_masked_lm():
@@ -225,40 +225,6 @@ def _hf_pooler(config):
     # BertForMaskedLM has no pooler; give the loader a zero one (unused by the MLM head)
     H = config.hidden_size
     return {"pooler.dense.weight": torch.zeros(H, H), "pooler.dense.bias": torch.zeros(H)}
-
-
-def test_isolated_mask_batch_keeps_both_neighbours():
-    from qkv.data import MarkovLanguage
-    from qkv.mlm import isolated_mask_batch
-
-    words, position = isolated_mask_batch(MarkovLanguage(7), 50, 5, generator=3)
-    assert words.shape == (50, 5) and position.min() >= 1 and position.max() <= 3
-    again, _ = isolated_mask_batch(MarkovLanguage(7), 50, 5, generator=3)
-    assert torch.equal(words, again)
-    with pytest.raises(ValueError, match="length"):
-        isolated_mask_batch(MarkovLanguage(7), 5, 2, generator=0)
-
-
-def test_train_masked_lm_attention_hiding_leaks_and_input_hiding_does_not(device):
-    from qkv.mlm import train_masked_lm
-
-    leak = train_masked_lm(0.15, hide="attention", steps=30, device=device)
-    assert leak.accuracy > leak.bayes_accuracy and leak.loss < leak.bayes_loss
-    honest = train_masked_lm(0.15, hide="input", steps=5, device=device)
-    assert honest.loss > honest.bayes_loss  # nobody beats the exact posterior
-    assert 0.5 < honest.bayes_accuracy < 1.0
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [({"rate": 0.0}, "rate"), ({"rate": 1.5}, "rate"), ({"rate": 0.15, "hide": "loss"}, "hide")],
-)
-def test_train_masked_lm_rejects_bad_arguments(kwargs, match):
-    from qkv.mlm import train_masked_lm
-
-    rate = kwargs.pop("rate")
-    with pytest.raises(ValueError, match=match):
-        train_masked_lm(rate, steps=1, **kwargs)
 
 
 def test_numpy_numbers_are_numbers() -> None:

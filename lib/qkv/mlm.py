@@ -7,12 +7,9 @@ The model must predict the original token at every chosen position. Because
 ``[MASK]`` never occurs at fine-tuning time, the random and unchanged cases
 make the model keep a useful representation of *every* input token.
 
-The second half trains a tiny masked LM (:class:`MaskedLM`: :class:`qkv.bert.Bert`
-plus BERT's prediction head) on :class:`qkv.markov.MarkovLanguage` with
-:func:`train_masked_lm`, as a function of the masking rate and the seed, and scores
-it against the Bayes-optimal prediction of an isolated masked word. It can also hide
-the chosen tokens with an *attention* mask instead of in the input, to show that
-this leaks the answer through the residual path.
+:class:`MaskedLM` is BERT with its prediction head (:class:`qkv.bert.Bert`, then
+dense + GELU + LayerNorm and the tied word embeddings). Q16's experiments that train
+it live in :mod:`qkv.experiments.q16_mask_rate`.
 """
 
 from __future__ import annotations
@@ -20,24 +17,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from numbers import Real
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qkv._checks import check_generator, check_int
+from qkv._checks import check_int
 from qkv.bert import Bert, BertConfig
-from qkv.data import MASK_ID, SPECIAL_IDS, MarkovLanguage
-from qkv.train import History, TrainConfig, train
 
 __all__ = [
     "IGNORE_INDEX",
     "mask_tokens",
     "MaskedLM",
-    "isolated_mask_batch",
-    "MaskedLMRun",
-    "train_masked_lm",
 ]
 
 IGNORE_INDEX = -100
@@ -173,137 +164,3 @@ class MaskedLM(nn.Module):
         hidden, _ = self.bert(input_ids, attention_mask=attention_mask)  # (B, L, H)
         hidden = self.norm(F.gelu(self.transform(hidden)))
         return hidden @ self.bert.embeddings.word_embeddings.weight.T + self.bias  # (B, L, V)
-
-
-def _hide(
-    words: Tensor, hide: str, rate: float, vocab_size: int, generator: torch.Generator
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``(inputs, labels, attention_mask)`` for one training batch of ``words (B, L)``."""
-    if hide == "input":  # BERT: corrupt the input, 80/10/10
-        inputs, labels = mask_tokens(
-            words, vocab_size=vocab_size, mask_id=MASK_ID, special_ids=SPECIAL_IDS,
-            rate=rate, generator=generator,
-        )  # fmt: skip
-        return inputs, labels, None
-    # keep every token in the input; hide the chosen ones from every query instead
-    _, labels = mask_tokens(
-        words, vocab_size=vocab_size, mask_id=MASK_ID, special_ids=SPECIAL_IDS,
-        rate=rate, split=(0.0, 0.0, 1.0), generator=generator,
-    )  # fmt: skip
-    return words, labels, (labels == IGNORE_INDEX).long()  # 0 = hidden key
-
-
-def isolated_mask_batch(
-    language: MarkovLanguage, size: int, length: int, *, generator: torch.Generator | int
-) -> tuple[Tensor, Tensor]:
-    """Held-out sentences with one hidden word each: ``words (size, L)``, ``position (size,)``.
-
-    The position is uniform over ``1 .. L - 2``, so both neighbours are known and
-    :meth:`qkv.markov.MarkovLanguage.masked_posterior` gives the best possible prediction.
-    """
-    check_int("size", size, 1)
-    check_int("length", length, 3)
-    g = check_generator(generator)  # a generator, or an int seed (numpy integers too)
-    words = language.sample(size, length, generator=g)
-    position = torch.randint(1, length - 1, (size,), generator=g)
-    return words, position
-
-
-class MaskedLMRun(NamedTuple):
-    """A trained :class:`MaskedLM`, its history, and its scores on isolated masks.
-
-    ``accuracy`` and ``loss`` (cross-entropy, nats) are the model's; ``bayes_accuracy``
-    and ``bayes_loss`` those of the exact posterior on the same held-out words.
-    """
-
-    model: MaskedLM
-    history: History
-    accuracy: float
-    loss: float
-    bayes_accuracy: float
-    bayes_loss: float
-
-
-def train_masked_lm(
-    rate: float,
-    *,
-    hide: str = "input",
-    seed: int = 0,
-    steps: int = 150,
-    batch_size: int = 64,
-    length: int = 16,
-    n_words: int = 24,
-    hidden_size: int = 32,
-    num_layers: int = 1,
-    lr: float = 1e-2,
-    device: str | torch.device | None = None,
-) -> MaskedLMRun:
-    """Train a tiny :class:`MaskedLM` on a Markov language; score it on isolated masks.
-
-    Every step draws ``batch_size`` fresh sentences of ``length`` words from
-    ``MarkovLanguage(n_words, branching=3, seed=0)`` (the same language for every
-    seed) and chooses each word with probability ``rate``. ``hide="input"`` does
-    BERT's 80/10/10 corruption of the input; ``hide="attention"`` leaves the input
-    intact and removes the chosen words as keys of every query (an attention mask),
-    which leaks each word to its own position through the residual path. The
-    budget is the same for every rate: ``steps`` updates of AdamW (``lr``) on the
-    same number of sentences. The held-out score uses 1024 sentences (generator
-    seeded with ``10_000 + seed``) with one hidden word each, hidden the way the
-    model was trained.
-    Used in: Q16 (bert/q16_mask_rate).
-    """
-    if isinstance(rate, bool) or not isinstance(rate, Real) or not 0.0 < rate <= 1.0:
-        raise ValueError(f"rate must be a number in (0, 1], got {rate!r}")
-    if hide not in ("input", "attention"):
-        raise ValueError(f"hide must be 'input' or 'attention', got {hide!r}")
-    check_int("seed", seed, 0)
-    language = MarkovLanguage(n_words, branching=3, seed=0)
-    config = BertConfig(
-        vocab_size=language.vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=4, intermediate_size=2 * hidden_size, max_position_embeddings=length,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MaskedLM(config)
-
-    def batch_fn(step: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
-        words = language.sample(batch_size, length, generator=gen)
-        return _hide(words, hide, rate, language.vocab_size, gen)
-
-    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor, Tensor | None]) -> Tensor:
-        inputs, labels, attention_mask = batch
-        logits = m(inputs, attention_mask)  # (B, L, V)
-        if not (labels != IGNORE_INDEX).any():  # nothing chosen in this batch
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-
-    history = train(
-        model, batch_fn, loss_fn, TrainConfig(steps=steps, lr=lr, seed=seed, log_every=10,
-                                              device=device),
-    )  # fmt: skip
-    words, position = isolated_mask_batch(language, 1024, length, generator=10_000 + seed)
-    rows = torch.arange(len(words))
-    target = words[rows, position]
-    inputs, attention_mask = words.clone(), None
-    if hide == "input":
-        inputs[rows, position] = MASK_ID
-    else:
-        attention_mask = torch.ones_like(words)
-        attention_mask[rows, position] = 0
-    dev = next(model.parameters()).device
-    model.eval()
-    with torch.no_grad():
-        mask = None if attention_mask is None else attention_mask.to(dev)
-        logits = model(inputs.to(dev), mask)[rows, position].cpu()  # (size, V)
-    posterior = language.masked_posterior(words[rows, position - 1], words[rows, position + 1])
-    word_index = target - len(SPECIAL_IDS)  # posterior is over words only
-    bayes_p = posterior[rows, word_index]
-    return MaskedLMRun(
-        model=model,
-        history=history,
-        accuracy=(logits.argmax(-1) == target).float().mean().item(),
-        loss=F.cross_entropy(logits, target).item(),
-        bayes_accuracy=(posterior.argmax(-1) == word_index).float().mean().item(),
-        bayes_loss=-bayes_p.clamp_min(1e-12).log().mean().item(),
-    )

@@ -1,21 +1,26 @@
-"""Q20's experiment: a short-window classifier applied to long documents.
+"""Q20 (bert/q20_long_text): a short-window classifier applied to long documents.
 
 A tiny BERT classifier is trained on windows of ``window`` tokens that each hold
 one evidence token (:func:`qkv.tasks.long_documents`). It is then applied to
 documents several times longer, with the evidence at the start, in the middle
 or at the end, through the remedies of :mod:`qkv.longtext`: head truncation,
 tail truncation, head+tail truncation, and sliding windows whose logits are
-pooled. A remedy works exactly when the evidence survives it.
+pooled. A remedy works exactly when the evidence survives it. :func:`compare` runs
+on the CPU with one torch thread (:func:`qkv.experiments.experiment`); ``CLAIMS``
+holds the chapter's margins.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor, nn
 
 from qkv.bert import Bert, BertConfig
-from qkv.data import CLS_ID, N_SPECIAL, long_documents
+from qkv.experiments import Claim, claims, experiment
 from qkv.longtext import aggregate, sliding_windows, truncate
+from qkv.tasks import CLS_ID, N_SPECIAL, long_documents
 from qkv.train import TrainConfig, train
 
 __all__ = [
@@ -25,12 +30,16 @@ __all__ = [
     "window_logits",
     "STRATEGIES",
     "compare",
+    "POSITIONS",
+    "CLAIMS",
 ]
 
 N_CLASSES, N_NOISE = 2, 50
 VOCAB_SIZE = N_SPECIAL + N_CLASSES + N_NOISE
 #: The remedies compared, truncations then sliding windows with pooling.
 STRATEGIES = ("head", "tail", "head+tail", "windows (mean)", "windows (max)")
+#: Where the evidence sits: the first, middle or last tenth of the document.
+POSITIONS = ("start", "middle", "end")
 
 
 class WindowClassifier(nn.Module):
@@ -56,8 +65,9 @@ class WindowClassifier(nn.Module):
         return self.head(pooled)
 
 
+@experiment
 def train_window_classifier(
-    seed: int, *, window: int = 32, steps: int = 250, device: str | torch.device | None = None
+    seed: int, *, window: int = 32, steps: int = 250, device: str | torch.device | None = "cpu"
 ) -> WindowClassifier:
     """Train a :class:`WindowClassifier` on windows with or without the evidence.
 
@@ -117,21 +127,30 @@ def window_logits(model: WindowClassifier, ids: Tensor) -> Tensor:
         return model(windows.reshape(B * W, w)).reshape(B, W, -1)  # (B * W, 2) -> (B, W, 2)
 
 
+@experiment
 def compare(
-    seed: int, *, length: int = 256, n_docs: int = 200, device: str | torch.device | None = None
+    seed: int = 0,
+    *,
+    length: int = 256,
+    n_docs: int = 200,
+    device: str | torch.device | None = "cpu",
 ) -> dict[tuple[str, str], float]:
     """Accuracy of every strategy with the evidence at the start, middle and end.
 
     Returns ``{(strategy, position): accuracy}`` on ``n_docs`` held-out documents
     of ``length`` tokens per position (drawn from a generator seeded apart from
-    the training batches).
-    Used in: Q20.
+    the training batches). Cached: the chapter and its claims share one run per seed.
     """
+    return dict(_compare(seed, length, n_docs, str(device)))
+
+
+@functools.cache
+def _compare(seed: int, length: int, n_docs: int, device: str) -> tuple:
     model = train_window_classifier(seed, device=device)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(10_000 + seed)
     results = {}
-    for position in ("start", "middle", "end"):
+    for position in POSITIONS:
         docs = long_documents(n_docs, length, position=position, generator=generator)
         ids, labels = docs.input_ids.to(device), docs.labels.to(device)
         logits = window_logits(model, ids)  # computed once for both poolings
@@ -142,5 +161,32 @@ def compare(
             else:
                 predicted = predict(model, ids, strategy)
             results[(strategy, position)] = (predicted == labels).float().mean().item()
-    return results
+    return tuple(results.items())
 
+
+_WINDOWS = [(s, p) for s in ("windows (mean)", "windows (max)") for p in POSITIONS]
+
+
+def _pick(key: str):
+    picks = {
+        "windows": lambda r: min(r[k] for k in _WINDOWS),
+        "head-end": lambda r: r[("head", "end")],
+        "tail-start": lambda r: r[("tail", "start")],
+        "head+tail-middle": lambda r: r[("head+tail", "middle")],
+        "kept": lambda r: min(r[("head", "start")], r[("tail", "end")], r[("head+tail", "end")]),
+    }
+    return lambda seed: picks[key](compare(seed))
+
+
+CLAIMS = claims(
+    Claim("q20-windows", "sliding windows (mean or max): lowest accuracy over positions",
+          _pick("windows"), ">", 0.95),
+    Claim("q20-kept", "truncation with the evidence kept: lowest accuracy",
+          _pick("kept"), ">", 0.95),
+    Claim("q20-head-end", "head truncation, evidence at the end: accuracy",
+          _pick("head-end"), "<", 0.65),
+    Claim("q20-tail-start", "tail truncation, evidence at the start: accuracy",
+          _pick("tail-start"), "<", 0.65),
+    Claim("q20-head-tail-middle", "head+tail truncation, evidence in the middle: accuracy",
+          _pick("head+tail-middle"), "<", 0.65),
+)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Tests for qkv.pooling: [CLS] + pooler vs mean pooling, against Hugging Face and by hand."""
+"""Tests for qkv.experiments.q17_cls_token: [CLS] + pooler vs mean pooling, checked by hand."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from qkv.bert import BertConfig, bert_from_hf_state_dict
-from qkv.data import sequence_classification
-from qkv.masks import masked_mean
-from qkv.pooling import (
+from qkv.experiments.q17_cls_token import (
     SequenceClassifier,
     cls_attention,
     cls_attention_by_token,
     train_pooling,
 )
+from qkv.masks import masked_mean
+from qkv.tasks import sequence_classification
 
 CONFIG = BertConfig(vocab_size=29, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
                     intermediate_size=19, max_position_embeddings=13,
@@ -83,7 +83,7 @@ def test_bad_arguments_are_rejected():
 
 
 def test_probe_pooled_statistics_match_a_brute_force_recount():
-    from qkv.pooling import probe_pooled
+    from qkv.experiments.q17_cls_token import probe_pooled
 
     torch.manual_seed(3)
     model = SequenceClassifier(CONFIG).eval()
@@ -107,7 +107,7 @@ def test_probe_pooled_statistics_match_a_brute_force_recount():
 
 def test_probe_reads_a_label_that_a_short_probe_misses():
     """The untrained [CLS] vector barely varies, yet a fitted probe reads the label from it."""
-    from qkv.pooling import probe_pooled
+    from qkv.experiments.q17_cls_token import probe_pooled
 
     run = train_pooling("cls", seed=0, steps=100, lr=3e-2, freeze_encoder=True)
     probes = probe_pooled(run.model, seed=0)

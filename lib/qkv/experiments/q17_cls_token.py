@@ -1,4 +1,4 @@
-"""One vector per sequence: BERT's [CLS] token and pooler against mean pooling (Q17).
+"""Q17 (bert/q17_cls_token): [CLS] + pooler against mean pooling, on one budget.
 
 BERT puts ``[CLS]`` first in every input; its final hidden state, passed through the
 pooler ``tanh(W h_[CLS] + b)``, is the sequence representation that the
@@ -6,15 +6,20 @@ next-sentence and classification heads read (Devlin et al. 2019, §3). The
 alternative is to average the real tokens' final states
 (:func:`qkv.masks.masked_mean`). :class:`SequenceClassifier` puts a linear layer on
 either; :func:`train_pooling` trains it from scratch on
-:func:`qkv.tasks.sequence_classification` as a function of the seed, so that
-``benchmarks/robustness.py`` can rerun the chapter's comparison, and
+:func:`qkv.tasks.sequence_classification` as a function of the seed,
 :func:`cls_attention` reads where ``[CLS]`` looks in the last layer, and
 :func:`probe_pooled` asks how much of each pooled vector varies between sequences
 and whether a linear classifier fitted to convergence can read the label from it.
+
+The chapter's numbers: :func:`runs` (both poolings, fine-tuned and frozen),
+:func:`attention_by_token` and :func:`probes`, each on CPU under one torch thread
+(:func:`qkv.experiments.experiment`), so the page prints the same numbers whatever
+the reader's thread count; ``CLAIMS`` holds their margins.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -23,12 +28,14 @@ from torch import Tensor, nn
 
 from qkv._checks import check_int
 from qkv.bert import Bert, BertConfig
-from qkv.data import CLS_ID, N_SPECIAL, ClassificationBatch, sequence_classification
+from qkv.experiments import Claim, claims, experiment
 from qkv.masks import key_mask, masked_mean
+from qkv.tasks import CLS_ID, N_SPECIAL, ClassificationBatch, sequence_classification
 from qkv.train import History, TrainConfig, train
 
 __all__ = [
     "POOLINGS",
+    "SETTINGS",
     "SequenceClassifier",
     "PoolingRun",
     "train_pooling",
@@ -37,6 +44,10 @@ __all__ = [
     "cls_attention_by_token",
     "Probe",
     "probe_pooled",
+    "runs",
+    "attention_by_token",
+    "probes",
+    "CLAIMS",
 ]
 
 #: The two ways to turn ``(B, L, H)`` token states into ``(B, H)``.
@@ -83,6 +94,7 @@ class PoolingRun(NamedTuple):
     accuracy: float
 
 
+@experiment
 def train_pooling(
     pooling: str,
     *,
@@ -96,7 +108,7 @@ def train_pooling(
     num_layers: int = 1,
     lr: float = 3e-3,
     freeze_encoder: bool = False,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "cpu",
 ) -> PoolingRun:
     """Train a tiny :class:`SequenceClassifier` with ``pooling`` on a synthetic task.
 
@@ -108,7 +120,8 @@ def train_pooling(
     ``10_000 + seed``. With ``freeze_encoder`` only the linear classifier is
     trained, on the features of the randomly initialised encoder (a linear probe:
     which pooled vector carries the answer *before* the encoder is trained?).
-    Used in: Q17 (bert/q17_cls_token).
+    Runs on CPU unless ``device`` says otherwise (CPU, one thread: the same numbers
+    on every machine of one CPU type).
     """
     check_int("seed", seed, 0)
     check_int("max_len", max_len, 4)
@@ -150,12 +163,12 @@ def accuracy(model: SequenceClassifier, batch: ClassificationBatch) -> float:
     return (logits.argmax(-1).cpu() == batch.labels).float().mean().item()
 
 
+@experiment
 def cls_attention(model: SequenceClassifier, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     """Attention weights of the ``[CLS]`` query in the last layer, averaged over heads.
 
     ``input_ids, attention_mask: (B, L)`` (True = real token) -> ``(B, L)``, each row
     summing to 1 over the real tokens (padding gets 0).
-    Used in: Q17 (bert/q17_cls_token).
     """
     bert = model.bert
     dev = next(model.parameters()).device
@@ -179,7 +192,6 @@ def cls_attention_by_token(
     Kinds of :func:`qkv.tasks.sequence_classification`: ``"[CLS]"`` itself, the
     two label-carrying words ``"A or B"``, and the ``"distractor"`` words (padding
     gets no weight and is left out). Uniform attention gives every kind the same value.
-    Used in: Q17 (bert/q17_cls_token).
     """
     weights = cls_attention(model, batch.input_ids, batch.attention_mask)  # (B, L)
     ids = batch.input_ids
@@ -216,6 +228,7 @@ def _fit_linear_probe(x: Tensor, y: Tensor, seed: int) -> nn.Linear:
     return probe.requires_grad_(False)
 
 
+@experiment
 def probe_pooled(
     model: SequenceClassifier,
     *,
@@ -237,7 +250,6 @@ def probe_pooled(
     ``E|x - mean(x)|^2 / E|x|^2`` over the test vectors (0: every sequence gets the
     same vector) and ``cosine`` the mean cosine similarity between the vectors of
     two different test sequences. The model is not modified.
-    Used in: Q17 (bert/q17_cls_token).
     """
     dev = next(model.parameters()).device
 
@@ -267,3 +279,77 @@ def probe_pooled(
         off_diagonal = (cos.sum() - cos.diagonal().sum()) / (len(cos) * (len(cos) - 1))
         result[name] = Probe(acc, share, off_diagonal.item())
     return result
+
+
+# --- the chapter's experiments -----------------------------------------------------
+
+SETTINGS = ("fine-tuned", "frozen")
+FINE_TUNED = {"steps": 100}  # the whole encoder, from scratch
+FROZEN = {"steps": 100, "lr": 3e-2, "freeze_encoder": True}  # a quick linear probe
+SEEDS = tuple(range(8))
+
+
+@functools.cache
+def _run(setting: str, pooling: str, seed: int) -> PoolingRun:
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    kwargs = FROZEN if setting == "frozen" else FINE_TUNED
+    return train_pooling(pooling, seed=seed, device="cpu", **kwargs)
+
+
+@experiment
+def runs(seed: int = 0) -> dict[tuple[str, str], PoolingRun]:
+    """``{(setting, pooling): run}``: each pooling fine-tuned and frozen (probe), 100 steps."""
+    return {(s, p): _run(s, p, seed) for s in SETTINGS for p in POOLINGS}
+
+
+@experiment
+def attention_by_token(seed: int = 0) -> dict[str, dict[str, float]]:
+    """``{setting: {kind: weight}}``: the [CLS] model's last-layer [CLS] attention per token.
+
+    On 512 held-out sequences drawn with seed ``20_000 + seed``; see
+    :func:`cls_attention_by_token`.
+    """
+    held_out = sequence_classification(512, min_len=4, max_len=12, n_words=8,
+                                       generator=20_000 + seed)  # fmt: skip
+    return {s: cls_attention_by_token(_run(s, "cls", seed).model, held_out) for s in SETTINGS}
+
+
+def _ratio(seed: int, setting: str) -> float:
+    looks = attention_by_token(seed)[setting]
+    return looks["A or B"] / looks["distractor"]
+
+
+@experiment
+def probes(seed: int = 0) -> dict[str, Probe]:
+    """:func:`probe_pooled` on the frozen, untrained encoder of the [CLS] run."""
+    return probe_pooled(_run("frozen", "cls", seed).model, seed=seed)
+
+
+def _accuracy(setting: str, pooling: str):
+    return lambda seed: runs(seed)[setting, pooling].accuracy
+
+
+CLAIMS = claims(
+    Claim("q17-finetuned-cls", "fine-tuned, 100 steps: accuracy with [CLS] + pooler",
+          _accuracy("fine-tuned", "cls"), ">", 0.95, SEEDS),
+    Claim("q17-finetuned-mean", "fine-tuned, 100 steps: accuracy with mean pooling",
+          _accuracy("fine-tuned", "mean"), ">", 0.95, SEEDS),
+    Claim("q17-frozen-cls", "frozen random encoder: linear-probe accuracy on [CLS]",
+          _accuracy("frozen", "cls"), "<", 0.6, SEEDS),
+    Claim("q17-frozen-mean", "frozen random encoder: linear-probe accuracy on the mean",
+          _accuracy("frozen", "mean"), ">", 0.9, SEEDS),
+    Claim("q17-attention-trained", "fine-tuned: [CLS] weight per A/B token ÷ per distractor",
+          lambda s: _ratio(s, "fine-tuned"), ">", 1.3, SEEDS),
+    Claim("q17-attention-untrained", "untrained: |weight ratio A/B ÷ distractor − 1|",
+          lambda s: abs(_ratio(s, "frozen") - 1), "<", 0.2, SEEDS),
+    Claim("q17-frozen-cls-fitted",
+          "frozen random encoder: probe fitted on standardised [CLS] features, accuracy",
+          lambda s: probes(s)["cls"].accuracy, ">", 0.95, SEEDS),
+    Claim("q17-frozen-cls-varying",
+          "frozen random encoder: share of the [CLS] vector that varies between sequences",
+          lambda s: probes(s)["cls"].varying_share, "<", 1e-3, SEEDS),
+    Claim("q17-frozen-mean-varying",
+          "frozen random encoder: share of the mean-pooled vector that varies",
+          lambda s: probes(s)["mean"].varying_share, ">", 0.05, SEEDS),
+)  # fmt: skip
