@@ -179,7 +179,8 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> Non
         return
     seen, kept = set(), []
     for js in scripts:
-        key = (str(js), tuple(sorted(getattr(js, "attributes", {}).items())))
+        filename = getattr(js, "filename", str(js))
+        key = (filename, tuple(sorted(getattr(js, "attributes", {}).items())))
         if key not in seen:
             seen.add(key)
             kept.append(js)
