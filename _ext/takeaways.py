@@ -46,6 +46,7 @@ FOLLOW_UPS = "Follow-up questions"  # the chapter section the drill copies
 # "# Q14 · Encoder masks vs decoder masks": the number, a middle dot, the question.
 NUMBERED_TITLE = re.compile(r"^Q(?P<number>\d+) · (?P<title>\S.*)$")
 DECK_FILE = "qkv-flashcards.apkg"
+CARD_WORDS = 110  # at most this many English words on the back of a question card
 # Fixed ids (random numbers drawn once): Anki identifies the deck and note types by them.
 DECK_ID = 1_734_112_913
 CHAPTER_MODEL_ID = 1_591_238_007
