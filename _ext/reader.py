@@ -179,7 +179,7 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> Non
         return
     seen, kept = set(), []
     for js in scripts:
-        filename = getattr(js, "filename", str(js))
+        filename = getattr(js, "filename", str(js)) or ""  # None and "" both mean inline
         key = (filename, tuple(sorted(getattr(js, "attributes", {}).items())))
         if key not in seen:
             seen.add(key)
