@@ -6,10 +6,19 @@ makes both from the chapters alone and nothing is written twice:
 - at ``config-inited`` it writes ``appendix/cheatsheet.md`` (git-ignored): every
   question of ``_toc.yml`` with its English and Chinese 30-second answers and a link
   to its chapter;
+- at the same moment it writes ``appendix/drill.md`` (git-ignored), the mock-interview
+  drill: one hidden card per question (both wordings, both 30-second answers, the
+  chapter's follow-up questions with their folded answers, a link to the chapter),
+  which ``_static/drill.js`` deals at random in the browser, offline;
+- the directive ``{question-index}`` (used by ``intro.md``) writes the numbered,
+  bilingual index of every question, linked to its chapter;
 - at ``build-finished`` it writes ``qkv-flashcards.apkg`` into the site: one card per
-  chapter (front: the question in English and Chinese; back: both 30-second answers
-  and the chapter's URL) and one card per quiz question (back: the correct option(s)
-  and their feedback).
+  chapter (front: the question in English and Chinese; back: the 30-second answers,
+  nothing else) and one card per quiz question (options shuffled reproducibly; back:
+  the correct option(s) and their feedback).
+
+Chapter titles start with their number, ``# Q14 · Encoder masks vs decoder masks``;
+``Chapter.title`` is the question without it.
 
 Each note's GUID is derived from the question it shows (chapter stem, quiz question
 number), and the collection's timestamp is fixed, so two builds of the same book
@@ -21,6 +30,8 @@ the cards updated, not duplicated. Math is written with Anki's MathJax delimiter
 from __future__ import annotations
 
 import json
+import posixpath
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +41,12 @@ import yaml
 EN_TITLE = "The 30-second answer"
 ZH_TITLE = "30 秒回答（中文）"
 CHEATSHEET = "appendix/cheatsheet"  # docname of the generated page
+DRILL = "appendix/drill"  # docname of the generated mock-interview page
+FOLLOW_UPS = "Follow-up questions"  # the chapter section the drill copies
+# "# Q14 · Encoder masks vs decoder masks": the number, a middle dot, the question.
+NUMBERED_TITLE = re.compile(r"^Q(?P<number>\d+) · (?P<title>\S.*)$")
 DECK_FILE = "qkv-flashcards.apkg"
+CARD_WORDS = 110  # at most this many English words on the back of a question card
 # Fixed ids (random numbers drawn once): Anki identifies the deck and note types by them.
 DECK_ID = 1_734_112_913
 CHAPTER_MODEL_ID = 1_591_238_007
@@ -46,14 +62,17 @@ class Chapter:
     stem: str  # "q08_padding_mask"
     docname: str  # "chapters/attention/q08_padding_mask"
     part: str  # the part's caption in _toc.yml
-    title: str  # the English question
+    number: int  # 14, from the title "Q14 · ..."
+    title: str  # the English question, without its number
     title_zh: str  # the Chinese wording
     answer: str  # the English 30-second answer (MyST Markdown)
     answer_zh: str | None  # the Chinese one, None while a chapter lacks it
+    follow_ups: str = ""  # the body of the "Follow-up questions" section (MyST Markdown)
 
     @property
-    def number(self) -> int:
-        return int(self.stem[1:3])
+    def label(self) -> str:
+        """The question as titles show it: ``Q14 · Encoder masks vs decoder masks``."""
+        return f"Q{self.number} · {self.title}"
 
 
 def _cell_text(cell: dict) -> str:
@@ -72,8 +91,41 @@ def admonition(markdown: str, title: str) -> str | None:
     return found.group(3).strip() if found else None
 
 
+def section(markdown: str, heading: str) -> str:
+    """The body of the level-2 section ``## <heading>`` (up to the next one), or ""."""
+    pattern = r"^## +" + re.escape(heading) + r"[ \t]*\n(.*?)(?=^## |\Z)"
+    found = re.search(pattern, markdown, flags=re.MULTILINE | re.DOTALL)
+    return found.group(1).strip() if found else ""
+
+
+def split_title(line: str, source: str = "<title>") -> tuple[int, str]:
+    """``"Q14 · Encoder masks"`` -> ``(14, "Encoder masks")``; ValueError naming ``source``."""
+    found = NUMBERED_TITLE.match(line.removeprefix("# ").strip())
+    if not found:
+        raise ValueError(f"{source}: expected a title '# Q<number> · <question>', got {line!r}")
+    return int(found["number"]), found["title"].strip()
+
+
+_DOC_ROLE = re.compile(r"\{doc\}`(?P<text>[^`<]*?)(?:\s*<(?P<target>[^`>]*)>)?`")
+
+
+def absolute_doc_refs(markdown: str, docname: str) -> str:
+    """Make ``{doc}`` targets written relative to ``docname`` absolute (``</chapters/...>``),
+    so that the text still links correctly on another page (cheat sheet, drill)."""
+
+    def fix(found: re.Match) -> str:
+        text, target = found["text"], found["target"]
+        if target is None:  # {doc}`target`
+            text, target = "", text
+        if not target.startswith("/"):
+            target = "/" + posixpath.normpath(posixpath.join(posixpath.dirname(docname), target))
+        return f"{{doc}}`{text} <{target}>`" if text.strip() else f"{{doc}}`{target}`"
+
+    return _DOC_ROLE.sub(fix, markdown)
+
+
 def read_chapter(root: Path, docname: str, part: str) -> Chapter:
-    """Read a chapter's titles and 30-second answers from its notebook."""
+    """Read a chapter's titles, 30-second answers and follow-ups from its notebook."""
     path = root / f"{docname}.ipynb"
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     markdown = [_cell_text(c) for c in cells if c["cell_type"] == "markdown"]
@@ -82,14 +134,18 @@ def read_chapter(root: Path, docname: str, part: str) -> Chapter:
     answer = admonition(text, EN_TITLE)
     if answer is None:
         raise ValueError(f"{path}: no ':::{{admonition}} {EN_TITLE}' block")
+    number, title = split_title(lines[0], str(path))
+    answer_zh = admonition(text, ZH_TITLE)
     return Chapter(
         stem=path.stem,
         docname=docname,
         part=part,
-        title=lines[0].removeprefix("# ").strip(),
+        number=number,
+        title=title,
         title_zh=lines[1].strip("*").strip(),
-        answer=answer,
-        answer_zh=admonition(text, ZH_TITLE),
+        answer=absolute_doc_refs(answer, docname),
+        answer_zh=absolute_doc_refs(answer_zh, docname) if answer_zh else None,
+        follow_ups=absolute_doc_refs(section(text, FOLLOW_UPS), docname),
     )
 
 
@@ -152,7 +208,7 @@ def cheatsheet_markdown(book: list[Chapter]) -> str:
             part = ch.part
             lines += [f"## {part}", ""]
         lines += [
-            f"### Q{ch.number}. {{doc}}`{ch.title} </{ch.docname}>`",
+            f"### {{doc}}`{ch.label} </{ch.docname}>`",
             "",
             f"*{ch.title_zh}*",
             "",
@@ -170,6 +226,143 @@ def cheatsheet_markdown(book: list[Chapter]) -> str:
                 ":::",
                 "",
             ]
+    return "\n".join(lines)
+
+
+# --- the question index (intro) ---------------------------------------------------------
+
+
+def question_index_markdown(book: list[Chapter]) -> str:
+    """Every question, numbered, in English and Chinese, linked to its chapter, by part."""
+    lines: list[str] = []
+    part = None
+    for ch in book:
+        if ch.part != part:
+            part = ch.part
+            lines += ["", f"**{part}**", ""]
+        lines.append(f"- {{doc}}`{ch.label} </{ch.docname}>`  \\\n  {ch.title_zh}")
+    return "\n".join(lines).strip() + "\n"
+
+
+# --- the mock-interview drill ------------------------------------------------------------
+
+DRILL_CONTROLS = """<div id="drill-app" class="drill-app" hidden>
+<div class="drill-controls">
+<label>Questions <select id="drill-part">
+<option value="all">All questions</option>
+{part_options}
+<option value="shaky">Only the ones I marked shaky</option>
+</select></label>
+<label>Language <select id="drill-lang">
+<option value="en">English</option>
+<option value="zh">中文</option>
+</select></label>
+<button type="button" id="drill-deal" class="btn btn-primary">Deal a question</button>
+</div>
+<p id="drill-status" class="drill-status" aria-live="polite"></p>
+<div id="drill-stage" class="drill-stage" hidden>
+<p class="drill-timer-line"><span id="drill-timer" class="drill-timer" role="timer">30</span>
+<span class="drill-timer-unit">s</span></p>
+<div class="drill-buttons">
+<button type="button" id="drill-reveal" class="btn btn-secondary">Reveal the answers</button>
+<label class="drill-shaky-label"><input type="checkbox" id="drill-shaky">
+I was shaky on this one</label>
+</div>
+</div>
+</div>
+<noscript><p>The drill needs JavaScript; the {cheatsheet} lists the same answers.</p></noscript>"""
+
+
+def drill_markdown(book: list[Chapter]) -> str:
+    """The drill page: controls (``_static/drill.js`` drives them) and one hidden card per
+    question, with both wordings, both answers, the follow-ups and the chapter's link."""
+    parts = list(dict.fromkeys(ch.part for ch in book))
+    part_options = "\n".join(
+        f'<option value="part-{i}">{_escape(part)}</option>' for i, part in enumerate(parts, 1)
+    )
+    controls = DRILL_CONTROLS.format(
+        part_options=part_options, cheatsheet='<a href="cheatsheet.html">cheat sheet</a>'
+    )
+    lines = [
+        "---",
+        "nosearch: true",  # the chapters themselves are what search should find
+        "---",
+        "",
+        "# Mock interview: answer aloud in 30 seconds",
+        "",
+        "*模拟面试：30 秒内说出答案*",
+        "",
+        "Deal a question, answer it aloud before the timer runs out, then reveal the",
+        "30-second answers and the interviewer's follow-up questions (click one to see",
+        "its answer). Mark the questions you were shaky on: this browser remembers them,",
+        "and *Only the ones I marked shaky* deals those again. Nothing leaves this page.",
+        "",
+        "随机抽一道题，在 30 秒内大声回答，再对照 30 秒回答和追问。"
+        "标记为“不熟”的题目保存在本机浏览器中，可以只练这些题。",
+        "",
+        "```{raw} html",
+        controls,
+        "```",
+        "",
+    ]
+    for ch in book:
+        part = parts.index(ch.part) + 1
+        # A blank line after each opening fence: content starting with ':' would
+        # otherwise be read as the container's options.
+        answers = [
+            "````{container} drill-answer drill-answer-en",
+            "",
+            ":::{admonition} " + EN_TITLE,
+            ":class: tip",
+            _FOOTCITE.sub("", ch.answer),
+            ":::",
+            "````",
+            "",
+        ]
+        if ch.answer_zh:
+            answers += [
+                "````{container} drill-answer drill-answer-zh",
+                "",
+                ":::{admonition} " + ZH_TITLE,
+                ":class: tip",
+                _FOOTCITE.sub("", ch.answer_zh),
+                ":::",
+                "````",
+                "",
+            ]
+        follow_ups = _FOOTCITE.sub("", ch.follow_ups)
+        if follow_ups:
+            answers += [
+                "````{container} drill-follow-ups",
+                "",
+                "**Follow-up questions** (追问): what the interviewer asks next.",
+                "",
+                follow_ups,
+                "````",
+                "",
+            ]
+        lines += [
+            f"``````{{container}} drill-card drill-part-{part}",
+            f":name: drill-{ch.stem}",
+            "",
+            "````{container} drill-question drill-question-en",
+            "",
+            f"**{_escape(ch.label)}**",
+            "````",
+            "",
+            "````{container} drill-question drill-question-zh",
+            "",
+            f"**Q{ch.number} · {_escape(ch.title_zh)}**",
+            "````",
+            "",
+            "`````{container} drill-answers",
+            "",
+            *answers,
+            f"Read the chapter: {{doc}}`{ch.label} </{ch.docname}>`",
+            "`````",
+            "``````",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -196,6 +389,15 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def shuffled_answers(question: dict, stem: str, number: int) -> list[dict]:
+    """The question's options in an order drawn from its identity (chapter, number): the
+    same on every build, so the deck is reproducible, and not the source order, in which
+    the correct option is often the second."""
+    answers = list(question["answers"])
+    random.Random(f"qkv:{stem}:quiz:{number}").shuffle(answers)
+    return answers
+
+
 def build_deck(book: list[Chapter], quizzes: dict[str, list[dict]], url: str):
     """The Anki deck: a note per chapter and a note per quiz question."""
     import genanki
@@ -209,8 +411,9 @@ def build_deck(book: list[Chapter], quizzes: dict[str, list[dict]], url: str):
             {
                 "name": "30-second answer",
                 "qfmt": "<h3>{{Question}}</h3><p><i>{{QuestionZh}}</i></p>",
-                "afmt": "{{FrontSide}}<hr id=answer><div>{{Answer}}</div><hr>"
-                "<div>{{AnswerZh}}</div><p><a href='{{Link}}'>{{Link}}</a></p>",
+                # the back is the 30-second answer and nothing else (the link stays a field)
+                "afmt": "{{FrontSide}}<hr id=answer><div>{{Answer}}</div>"
+                "{{#AnswerZh}}<hr><div>{{AnswerZh}}</div>{{/AnswerZh}}",
             }
         ],
         css=style,
@@ -235,7 +438,7 @@ def build_deck(book: list[Chapter], quizzes: dict[str, list[dict]], url: str):
             genanki.Note(
                 chapter_model,
                 fields=[
-                    _escape(f"Q{ch.number}. {ch.title}"),
+                    _escape(ch.label),
                     _escape(ch.title_zh),
                     to_html(ch.answer),
                     to_html(ch.answer_zh) if ch.answer_zh else "",
@@ -246,11 +449,13 @@ def build_deck(book: list[Chapter], quizzes: dict[str, list[dict]], url: str):
             )
         )
         for i, question in enumerate(quizzes.get(ch.stem, []), start=1):
-            options = "".join(f"<li>{to_html(a['answer'])}</li>" for a in question["answers"])
+            shuffled = shuffled_answers(question, ch.stem, i)
+            options = "".join(f"<li>{to_html(a['answer'])}</li>" for a in shuffled)
             kind = "several may be right" if question["type"] == "many_choice" else "one is right"
             correct = "".join(
-                f"<p><b>{to_html(a['answer'])}</b></p><p>{to_html(a['feedback'])}</p>"
-                for a in question["answers"]
+                f"<p><b>{'ABCDEFGH'[k]}.</b> {to_html(a['answer'])}</p>"
+                f"<p>{to_html(a['feedback'])}</p>"
+                for k, a in enumerate(shuffled)
                 if a["correct"]
             )
             deck.add_note(
@@ -260,7 +465,7 @@ def build_deck(book: list[Chapter], quizzes: dict[str, list[dict]], url: str):
                         to_html(question["question"]),
                         f"<ol type=A>{options}</ol><p><i>({kind})</i></p>",
                         correct,
-                        _escape(f"Q{ch.number}. {ch.title} · quiz {i}"),
+                        _escape(f"{ch.label} · quiz {i}"),
                     ],
                     guid=genanki.guid_for("qkv", ch.stem, "quiz", i),
                     tags=["qkv", ch.stem, "quiz"],
@@ -281,12 +486,17 @@ def write_deck(root: Path, path: Path) -> int:
 # --- Sphinx hooks ------------------------------------------------------------------------
 
 
-def _write_cheatsheet(app, config) -> None:
-    root = Path(app.srcdir)
-    page = root / f"{CHEATSHEET}.md"
-    text = cheatsheet_markdown(chapters(root))
+def _write_page(root: Path, docname: str, text: str) -> None:
+    page = root / f"{docname}.md"
     if not page.exists() or page.read_text(encoding="utf-8") != text:
         page.write_text(text, encoding="utf-8")  # unchanged text keeps the page cached
+
+
+def _write_pages(app, config) -> None:
+    root = Path(app.srcdir)
+    book = chapters(root)
+    _write_page(root, CHEATSHEET, cheatsheet_markdown(book))
+    _write_page(root, DRILL, drill_markdown(book))
 
 
 def _write_deck(app, exception) -> None:
@@ -294,7 +504,32 @@ def _write_deck(app, exception) -> None:
         write_deck(Path(app.srcdir), Path(app.outdir) / DECK_FILE)
 
 
+def _question_index_directive():
+    from docutils import nodes
+    from docutils.statemachine import StringList
+    from sphinx.util.docutils import SphinxDirective
+
+    class QuestionIndex(SphinxDirective):
+        """``{question-index}``: the numbered list of every question, made from the chapters."""
+
+        has_content = False
+
+        def run(self) -> list:
+            root = Path(self.env.srcdir)
+            self.env.note_dependency(str(root / "_toc.yml"))
+            book = chapters(root)
+            for ch in book:  # a retitled chapter rebuilds the page that holds the index
+                self.env.note_dependency(str(root / f"{ch.docname}.ipynb"))
+            box = nodes.container(classes=["question-index"])
+            text = question_index_markdown(book).splitlines()
+            self.state.nested_parse(StringList(text, source="question-index"), 0, box)
+            return [box]
+
+    return QuestionIndex
+
+
 def setup(app):
-    app.connect("config-inited", _write_cheatsheet, priority=100)
+    app.connect("config-inited", _write_pages, priority=100)
     app.connect("build-finished", _write_deck)
+    app.add_directive("question-index", _question_index_directive())
     return {"parallel_read_safe": True, "parallel_write_safe": True}

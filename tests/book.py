@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -40,41 +41,100 @@ def english_title(notebook: Path) -> str:
     return cell_text(first_md).splitlines()[0].removeprefix("# ").strip()
 
 
-def install_cell_source(url: str) -> str:
-    """The first cell of every chapter: install qkv (with its quizzes) when it is missing.
+# Modules a chapter may import beyond the standard library and qkv: those that qkv's own
+# dependencies bring (pyproject.toml), those every Jupyter has, and the extras below,
+# which the install cell adds for the chapters that import them.
+QKV_BRINGS = {"torch", "numpy", "matplotlib", "jupyterquiz", "jieba"}
+JUPYTER_BRINGS = {"IPython", "ipykernel"}
+EXTRAS = {"transformers": "transformers"}  # module -> distribution, pinned in requirements.txt
 
-    Hidden in the site (tag ``remove-cell``); it matters on Colab or Binder, where a
-    notebook arrives alone. The URL is the one of _config.yml; a fork changes both.
+
+def pinned(distribution: str) -> str:
+    """The line ``name==version`` that requirements.txt pins ``distribution`` to."""
+    text = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    found = re.search(rf"^{re.escape(distribution)}==[^\s#]+", text, flags=re.MULTILINE)
+    if not found:
+        raise ValueError(f"requirements.txt pins no version of {distribution!r}")
+    return found.group(0)
+
+
+def chapter_imports(notebook: Path) -> set[str]:
+    """The top-level modules the chapter's code cells import (the install cell aside)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    code = "\n".join(cell_text(c) for c in cells[1:] if c["cell_type"] == "code")
+    return set(re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", code, flags=re.MULTILINE))
+
+
+def chapter_extras(notebook: Path) -> list[str]:
+    """The pinned requirements the chapter needs beyond qkv, e.g. ``transformers==5.24.0``."""
+    return [pinned(dist) for module, dist in EXTRAS.items() if module in chapter_imports(notebook)]
+
+
+def install_cell_source(url: str, extras: list[str] | tuple[str, ...] = ()) -> str:
+    """The first cell of every chapter: install what the chapter needs when it is missing.
+
+    qkv from the repository (with torch, numpy, matplotlib and the quizzes), and the
+    chapter's ``extras`` (pinned, e.g. ``transformers==5.24.0``) when they are missing or
+    at another version. Hidden in the site (tag ``remove-cell``); it matters on Colab or
+    Binder, where a notebook arrives alone. The URL is the one of _config.yml; a fork
+    changes both. When pip fails, the cell stops with what to do, so that a reader does
+    not meet a confusing ``ModuleNotFoundError: qkv`` in every later cell.
     """
-    return f'''# On Colab or in a fresh kernel: install qkv, the book's library, if it is missing.
+    needs = ", ".join(["qkv (the book's library)", *extras])
+    requirements = "".join(
+        f'    "{e.split("==")[0]}": "{e}",\n' for e in extras
+    )
+    return f'''# On Colab or in a fresh kernel: install what this chapter needs if it is missing:
+# {needs}.
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
 
 QKV_REPOSITORY = "{url}"  # as in _config.yml
-if importlib.util.find_spec("qkv") is None:
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", f"qkv @ git+{{QKV_REPOSITORY}}"]
-    result = subprocess.run(pip, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"Could not install qkv from {{QKV_REPOSITORY}}. Is the address reachable? A fork "
-            "of the book sets its own URL in _config.yml and in this cell. pip said:\\n"
-            + result.stderr[-1000:]
+REQUIREMENTS = {{  # module: what pip installs
+    "qkv": f"qkv @ git+{{QKV_REPOSITORY}}",
+{requirements}}}
+
+
+def _missing(module: str, requirement: str) -> bool:
+    if importlib.util.find_spec(module) is None:
+        return True
+    version = requirement.partition("==")[2]
+    return bool(version) and importlib.metadata.version(module) != version
+
+
+_install = [r for m, r in REQUIREMENTS.items() if _missing(m, r)]
+if _install:
+    print("Installing", ", ".join(_install), "(about a minute)...")
+    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *_install],
+                          capture_output=True, text=True)  # fmt: skip
+    if _pip.returncode != 0:
+        raise SystemExit(
+            "Could not install this chapter's requirements; the other cells need them, so "
+            "stop here.\\nWhat to do: check that this runtime can reach the internet and "
+            f"{{QKV_REPOSITORY}}, then run this cell again; or install them yourself with\\n"
+            "    %pip install " + " ".join(f'"{{r}}"' for r in _install) + "\\n"
+            "and restart the kernel. (A fork of the book sets its own URL in _config.yml "
+            "and in this cell.) pip said:\\n" + _pip.stderr[-1500:]
         )
-    importlib.invalidate_caches()'''
+    importlib.invalidate_caches()
+    print("Installed.")'''
 
 
 def write_install_cells() -> list[Path]:
-    """Make every chapter's first cell the install cell for _config.yml's URL (after a fork)."""
-    source = install_cell_source(repository_url()).splitlines(keepends=True)
+    """Make every chapter's first cell the install cell for _config.yml's URL and the
+    chapter's imports (after a fork, or when a chapter starts importing transformers)."""
     changed = []
     for path in chapter_paths():
+        source = install_cell_source(repository_url(), chapter_extras(path))
+        lines = source.splitlines(keepends=True)
         nb = json.loads(path.read_text(encoding="utf-8"))
         first = nb["cells"][0]
         if first["cell_type"] != "code" or "find_spec" not in cell_text(first):
             raise ValueError(f"{path}: the first cell is not the install cell")
-        if first["source"] != source:
-            first["source"] = source
+        if first["source"] != lines:
+            first["source"] = lines
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
             changed.append(path)
     return changed

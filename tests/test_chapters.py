@@ -12,10 +12,19 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from qkv import quiz
 
-from .book import ROOT, cell_text, chapter_paths, install_cell_source, repository_url, toc_files
+from .book import (
+    ROOT,
+    cell_text,
+    chapter_extras,
+    chapter_paths,
+    install_cell_source,
+    repository_url,
+    toc_files,
+)
 
 SECTIONS = [
     "The 30-second answer",
@@ -27,7 +36,7 @@ SECTIONS = [
     "References",
 ]
 # Pages that _ext/takeaways.py writes at build time (git-ignored, so absent before a build).
-GENERATED_PAGES = {"appendix/cheatsheet"}
+GENERATED_PAGES = {"appendix/cheatsheet", "appendix/drill"}
 CJK = re.compile(r"[\u4e00-\u9fff]")
 ADMONITION = re.compile(
     r"^:::\{admonition\}[ \t]*(?P<title>[^\n]*)\n(?P<body>.*?)^:::[ \t]*$", re.M | re.S
@@ -75,11 +84,12 @@ def problems(path: Path) -> list[str]:
     if not (
         first.get("cell_type") == "code"
         and "remove-cell" in first.get("metadata", {}).get("tags", [])
-        and cell_text(first) == install_cell_source(repository_url())
+        and cell_text(first) == install_cell_source(repository_url(), chapter_extras(path))
     ):
         found.append(
             "the first cell must be the guarded Colab install of qkv from the repository URL "
-            "in _config.yml (tests/book.py: install_cell_source), tagged remove-cell"
+            "in _config.yml and of the chapter's pinned extras (tests/book.py: "
+            "install_cell_source; `python -m tests.book` rewrites it), tagged remove-cell"
         )
 
     title_lines = [ln.strip() for ln in (markdown[0] if markdown else "").splitlines()]
@@ -91,6 +101,10 @@ def problems(path: Path) -> list[str]:
         and CJK.search(title_lines[1])
     ):
         found.append("the first markdown cell must be '# English title' then '*中文标题*'")
+    elif not title_lines[0].startswith(f"# Q{int(path.stem[1:3])} · "):
+        found.append(
+            f"the title must start with the question's number: '# Q{int(path.stem[1:3])} · ...'"
+        )
 
     headings = re.findall(r"^## +(.+?)\s*$", all_md, flags=re.MULTILINE)
     positions = [headings.index(s) if s in headings else -1 for s in SECTIONS]
@@ -128,6 +142,52 @@ def problems(path: Path) -> list[str]:
 def test_chapter_follows_the_skeleton(path: Path) -> None:
     found = problems(path)
     assert not found, "\n".join(found)
+
+
+# A line break between two Chinese characters (or full-width punctuation) shows as a
+# stray space in the browser and on the cheat sheet, unlike one beside a Latin word.
+CJK_OR_FULLWIDTH = r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]"
+CJK_LINE_BREAK = re.compile(rf"({CJK_OR_FULLWIDTH})[*`]*[ \t]*\n[ \t]*[*`]*({CJK_OR_FULLWIDTH})")
+
+
+def chinese_line_breaks(markdown: str) -> list[str]:
+    """Each line break inside a Chinese sentence of the Chinese 30-second answer."""
+    found = [m for m in ADMONITION.finditer(markdown) if m["title"].strip() == CHINESE_TITLE]
+    body = found[0]["body"] if found else ""
+    return [f"'{m[1]}⏎{m[2]}'" for m in CJK_LINE_BREAK.finditer(body)]
+
+
+@pytest.mark.parametrize("path", chapter_paths(), ids=lambda p: p.stem)
+def test_no_line_break_inside_a_chinese_sentence(path: Path) -> None:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    markdown = "\n\n".join(cell_text(c) for c in cells if c["cell_type"] == "markdown")
+    breaks = chinese_line_breaks(markdown)
+    assert not breaks, (
+        f"{path.name}: the Chinese 30-second answer breaks lines inside sentences, which "
+        f"shows as stray spaces; keep each Chinese sentence on one line: {', '.join(breaks)}"
+    )
+
+
+def test_the_chinese_line_break_check_catches_what_it_should() -> None:
+    def box(body: str) -> str:
+        return f":::{{admonition}} {CHINESE_TITLE}\n:class: tip\n{body}\n:::\n"
+
+    assert chinese_line_breaks(box("注意力是一种\n查找。")) == ["'种⏎查'"]
+    assert chinese_line_breaks(box("权重**非负**\n**且和为一**。")) == ["'负⏎且'"]
+    assert chinese_line_breaks(box("用 causal mask\n取交集。")) == []
+    assert chinese_line_breaks(box("注意力是一种查找。\nBERT 只有 encoder。")) == []
+
+
+def test_each_part_runs_in_question_order() -> None:
+    """Parts keep their order by topic; within a part, chapters run Q1, Q2, ..."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    for part in toc["parts"]:
+        numbers = [
+            int(m.group(1))
+            for entry in part["chapters"]
+            if (m := re.search(r"/q(\d+)_", entry["file"]))
+        ]
+        assert numbers == sorted(numbers), f"{part['caption']}: chapters in order {numbers}"
 
 
 def test_every_chapter_is_in_the_toc_and_every_entry_exists() -> None:
