@@ -157,6 +157,7 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         *,
         attention_mask: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor, KVCache]:
         """Logits for ``input_ids (B, n)``, continuing the sequence held by ``cache``.
 
@@ -169,6 +170,8 @@ class GPT(nn.Module):
                 new tokens, as in Hugging Face: padding keys are hidden from every query.
                 Positions still count from 0 as in Hugging Face's forward without
                 ``position_ids``, so pad on the right; padded positions' logits are meaningless.
+            mask: optional bool ``(n, m0 + n)`` replacing the causal mask (``True`` = may
+                attend), e.g. :func:`qkv.masks.prefix_lm_mask` for a non-causal decoder (Q32).
 
         Returns:
             ``logits (B, n, V)`` and the new cache, ``m = m0 + n`` positions.
@@ -176,7 +179,13 @@ class GPT(nn.Module):
         B, n = self._check_input_ids(input_ids)
         m0 = self._check_cache(cache, B, n)
         m = m0 + n
-        mask = None if n == 1 else causal_mask(n, m, device=input_ids.device)[None, None]
+        if mask is None:
+            mask = None if n == 1 else causal_mask(n, m, device=input_ids.device)[None, None]
+        elif not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (n, m):
+            got = (mask.dtype, tuple(mask.shape)) if isinstance(mask, Tensor) else type(mask)
+            raise ValueError(f"mask must be a bool (n, m0 + n) = {(n, m)} tensor, got {got}")
+        else:
+            mask = mask.to(input_ids.device)[None, None]  # (n, m) -> (1, 1, n, m)
         if attention_mask is not None:
             if not isinstance(attention_mask, Tensor) or attention_mask.shape != (B, m):
                 got = getattr(attention_mask, "shape", type(attention_mask).__name__)
