@@ -14,6 +14,9 @@ def test_every_qkv_module_is_on_the_api_page() -> None:
         for p in (lib / "qkv").rglob("*.py")
         if not p.stem.startswith("_") or p.stem == "__init__"  # private modules are not API
     }
+    # A chapter's experiment module is the chapter's own code, read next to its chapter;
+    # the page documents the package that runs them.
+    modules = {m for m in modules if not m.startswith("qkv.experiments.q")}
     page = (ROOT / "appendix" / "api.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\.\. automodule:: +(\S+)", page, flags=re.MULTILINE))
     assert modules - documented == set(), f"add to appendix/api.md: {sorted(modules - documented)}"
