@@ -34,9 +34,10 @@ def test_the_reference_passes() -> None:
         (lambda n, prefix: torch.ones(n, n, dtype=torch.bool), "prefix="),
         # prefix block only, targets cannot see the prefix
         (
-            lambda n, prefix: causal(n)
-            & ~((torch.arange(n) >= prefix)[:, None] & (torch.arange(n) < prefix))
-            | ((torch.arange(n) < prefix)[:, None] & (torch.arange(n) < prefix)),
+            lambda n, prefix: (
+                causal(n) & ~((torch.arange(n) >= prefix)[:, None] & (torch.arange(n) < prefix))
+                | ((torch.arange(n) < prefix)[:, None] & (torch.arange(n) < prefix))
+            ),
             "prefix=",
         ),
         # 0/1 integers instead of booleans

@@ -25,7 +25,7 @@ def _case(seed: int, n: int, prefix: int) -> Case:
         for t in range(prefix, n):
             changed = x.clone()
             changed[t:] = torch.randn(n - t, 6, generator=g)
-            moved = (scaled_dot_product_attention(changed, changed, changed, mask=got) - out)
+            moved = scaled_dot_product_attention(changed, changed, changed, mask=got) - out
             if t > 0 and moved[:t].abs().max() > 1e-5:
                 raise Mismatch(
                     f"n={n}, prefix={prefix}: changing tokens {t}.. moved the outputs before {t}"
