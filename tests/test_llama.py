@@ -159,7 +159,7 @@ SCALINGS = {
     "yarn, no truncation, own betas": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 16.0,
                                        "beta_slow": 2.0, "truncate": False,
                                        "original_max_position_embeddings": 2048},
-    "yarn, DeepSeek's mscale": {"rope_type": "yarn", "factor": 40.0, "mscale": 0.707,
+    "yarn, mscale ratio": {"rope_type": "yarn", "factor": 40.0, "mscale": 0.707,
                                 "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096},
 }  # fmt: skip
 

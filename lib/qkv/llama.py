@@ -5,13 +5,15 @@ What LLaMA (Touvron et al. 2023a, §2.2; Llama 2, 2023b) changes in GPT's decode
 
 - RMSNorm (Zhang & Sennrich 2019) instead of LayerNorm, before each sub-layer and at the end;
 - a SwiGLU MLP (Shazeer 2020): ``W_down(silu(W_gate x) * W_up x)``, three matrices of
-  ``d_model x intermediate_size`` instead of two of ``d_model x 4 d_model``;
+  ``d_model x intermediate_size`` (about ``2/3 * 4 d_model`` wide, §2.2) instead of two of
+  ``d_model x 4 d_model``;
 - rotary position embeddings (RoPE, Su et al. 2021) on q and k in every layer, no position
-  table: nothing limits the length but what the model was trained on;
-- grouped-query attention (Ainslie et al. 2023; Llama 2's 70B, all of Llama 3):
+  table: no length is refused, though quality past the trained length is another matter;
+- grouped-query attention (Ainslie et al. 2023; in Llama 2's 34B and 70B, and Llama 3):
   ``num_key_value_heads`` K/V heads, each shared by a group of query heads, so the cache
   holds ``num_key_value_heads`` heads;
-- no bias anywhere, and an output layer not tied to the embedding (``tie_word_embeddings``).
+- no biases (Hugging Face's ``attention_bias`` and ``mlp_bias`` are False for these models),
+  and an output layer apart from the embedding (``tie_word_embeddings=False`` in Llama 2, 3).
 
 The attention, the cache and the generation loop are :mod:`qkv.gpt`'s
 (:class:`~qkv.gpt.CausalSelfAttention`, :class:`~qkv.kvcache.KVCache`,
@@ -28,7 +30,7 @@ every attention score, hence the logits, unchanged (cached keys are reordered th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -186,7 +188,14 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(d_model, eps=eps)
         self.mlp = SwiGLU(d_model, config.intermediate_size)
 
-    def forward(self, x, past, mask, rotate) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(
+        self,
+        x: Tensor,
+        past: tuple[Tensor, Tensor] | None,
+        mask: Tensor | None,
+        rotate: Callable[[Tensor], Tensor],
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``x: (B, n, d_model)`` -> same shape, and the keys and values to cache."""
         attended, kv = self.self_attn(self.input_layernorm(x), past, mask, rotate)
         x = x + attended
         return x + self.mlp(self.post_attention_layernorm(x)), kv
@@ -254,7 +263,7 @@ class Llama(Decoder):
 
         def rotate(t: Tensor) -> Tensor:  # (B, heads, n, d_k), positions (n,)
             turned = apply_rotary(t, positions, inv_freq=inv_freq)
-            # YaRN scales q and k by sqrt(1/t): the logits by 1/t (Peng et al. 2023, §3.4)
+            # YaRN scales q and k by sqrt(1/t): the logits by 1/t (Peng et al. 2023)
             return turned if attention_factor == 1.0 else turned * attention_factor
 
         x = self.embed_tokens(input_ids)  # (B, n, d_model)

@@ -230,7 +230,7 @@ def check_rope_scaling(scaling: Mapping | None) -> dict | None:
 
 
 def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
-    """YaRN's ``sqrt(1/t) = 0.1 ln(s) + 1`` (Peng et al. 2023, §3.4), 1 for ``s <= 1``."""
+    """YaRN's ``sqrt(1/t) = 0.1 ln(s) + 1`` (Peng et al. 2023; ``get_mscale`` in their code)."""
     return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
 
 
@@ -256,13 +256,14 @@ def rope_frequencies(
       tokens, so nothing changes up to ``L``; the fastest pair keeps its frequency, the slowest
       is divided by ``s * l / L - (s - 1)`` (the formula of the YaRN authors' code,
       github.com/jquesnelle/yarn).
-    - ``"yarn"``: "NTK-by-parts" (Peng et al. 2023, §3.2 and §3.4): pairs that turn more than
-      ``beta_fast`` (32) times over the original ``original_max_position_embeddings`` keep
+    - ``"yarn"``: YaRN, "NTK-by-parts" plus attention scaling (Peng et al. 2023): pairs that
+      turn more than ``beta_fast`` (32) times over ``original_max_position_embeddings`` keep
       ``theta_i``, pairs that turn less than ``beta_slow`` (1) times get ``theta_i / s``, and a
-      linear ramp in ``i`` blends the two in between (the paper writes the ramp in the number
-      of turns; its code and Hugging Face in the pair index, with floor/ceil when ``truncate``).
-      The attention factor ``0.1 ln(s) + 1`` (or ``attention_factor``, or the ``mscale``
-      ratio of DeepSeek's configs) multiplies the rotated q and k: logits scaled by its square.
+      ramp linear in the pair index ``i`` blends the two in between (as the authors' code and
+      Hugging Face do; the bounds rounded out with floor/ceil when ``truncate``). The
+      attention factor ``0.1 ln(s) + 1`` (or ``attention_factor``, or the ratio that
+      ``mscale`` and ``mscale_all_dim`` give) multiplies the rotated q and k: the logits
+      are scaled by its square.
 
     Args:
         d_k: the even width being rotated (``head_dim``).
