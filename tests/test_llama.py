@@ -160,7 +160,9 @@ SCALINGS = {
                                        "beta_slow": 2.0, "truncate": False,
                                        "original_max_position_embeddings": 2048},
     "yarn, mscale ratio": {"rope_type": "yarn", "factor": 40.0, "mscale": 0.707,
-                                "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096},
+                           "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096},
+    "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
 }  # fmt: skip
 
 
@@ -201,13 +203,22 @@ def test_rope_scalings_do_what_the_papers_say():
     longer, _ = rope_frequencies(128, scaling=SCALINGS["dynamic"], max_position_embeddings=4096,
                                  seq_len=8192)  # fmt: skip
     assert longer[0] == plain[0] and longer[-1] == pytest.approx(plain[-1] / (3 * 2 - 2))
+    llama3, factor = rope_frequencies(128, scaling=SCALINGS["llama3"])
+    wavelength = 2 * math.pi / plain  # Llama 3.1: short wavelengths kept, long ones / 8
+    assert torch.equal(llama3[wavelength < 8192 / 4], plain[wavelength < 8192 / 4])
+    torch.testing.assert_close(llama3[wavelength > 8192], plain[wavelength > 8192] / 8)
+    middle = (wavelength > 8192 / 4) & (wavelength < 8192)
+    assert middle.any() and factor == 1.0
+    assert ((llama3[middle] < plain[middle]) & (llama3[middle] > plain[middle] / 8)).all()
 
 
 @pytest.mark.parametrize(
     "rope",
     [{"rope_type": "linear", "factor": 2.0}, {"rope_type": "dynamic", "factor": 2.0},
-     {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": MAX_POS // 4}],
-    ids=["linear", "dynamic", "yarn"],
+     {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": MAX_POS // 4},
+     {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+      "original_max_position_embeddings": 2 * MAX_POS}],  # one pair kept, two blended, three /4
+    ids=["linear", "dynamic", "yarn", "llama3"],
 )  # fmt: skip
 def test_scaled_logits_equal_hugging_face_beyond_the_trained_length(rope):
     theirs = hf_llama(torch.float64, rope=rope, num_attention_heads=3, num_key_value_heads=1)
@@ -295,10 +306,15 @@ def test_bad_config_raises_clear_errors():
     with pytest.raises(TypeError, match="tie_word_embeddings must be a bool"):
         LlamaConfig(**tiny, tie_word_embeddings=1)
     with pytest.raises(ValueError, match=r"rope_type'\] must be one of \['dynamic', 'linear', "):
+        LlamaConfig(**tiny, rope_scaling={"rope_type": "longrope", "factor": 8.0})
+    with pytest.raises(ValueError, match=r"'llama3' takes \['factor', 'high_freq_factor', 'low"):
         LlamaConfig(**tiny, rope_scaling={"rope_type": "llama3", "factor": 8.0})
+    with pytest.raises(ValueError, match=r"high_freq_factor'\] must be > low_freq_factor, got 1"):
+        LlamaConfig(**tiny, rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                          "low_freq_factor": 1, "high_freq_factor": 1})  # fmt: skip
     with pytest.raises(ValueError, match=r"optionally \[\]; got keys \['beta_fast', 'factor'\]"):
         LlamaConfig(**tiny, rope_scaling={"rope_type": "linear", "factor": 2.0, "beta_fast": 3})
-    with pytest.raises(ValueError, match="takes 'factor'"):
+    with pytest.raises(ValueError, match=r"takes \['factor'\]"):
         LlamaConfig(**tiny, rope_scaling={"rope_type": "dynamic"})
     with pytest.raises(ValueError, match=r"rope_scaling\['factor'\] must be a finite number >= 1"):
         LlamaConfig(**tiny, rope_scaling={"rope_type": "linear", "factor": 0.5})

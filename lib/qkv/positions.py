@@ -13,7 +13,7 @@ so every Transformer adds position information somewhere:
   embedding at all, a fixed linear penalty per head.
 
 :func:`rope_frequencies` gives RoPE's frequencies after the context-extension
-rescalings Hugging Face names ``rope_type`` "linear", "dynamic" and "yarn"
+rescalings Hugging Face names ``rope_type`` "linear", "dynamic", "yarn" and "llama3"
 (used by :mod:`qkv.llama`, equal to ``transformers.modeling_rope_utils``).
 
 Used in: Q5, Q7, Q11, Q21.
@@ -168,12 +168,14 @@ def apply_rotary(
 
 
 # ---------------------------------------------------------------- RoPE scaling
-# The keys each rope_type takes besides "rope_type": Hugging Face's names (rope_scaling).
+# The keys each rope_type takes besides "rope_type", Hugging Face's names: (required, optional).
 _ROPE_KEYS = {
-    "linear": {"factor"},
-    "dynamic": {"factor"},
-    "yarn": {"factor", "original_max_position_embeddings", "attention_factor", "beta_fast",
-             "beta_slow", "mscale", "mscale_all_dim", "truncate"},
+    "linear": ({"factor"}, set()),
+    "dynamic": ({"factor"}, set()),
+    "yarn": ({"factor"}, {"original_max_position_embeddings", "attention_factor", "beta_fast",
+                          "beta_slow", "mscale", "mscale_all_dim", "truncate"}),
+    "llama3": ({"factor", "low_freq_factor", "high_freq_factor"},
+               {"original_max_position_embeddings"}),
 }  # fmt: skip
 
 
@@ -188,7 +190,7 @@ def _check_number(name: str, value: object, minimum: float, *, strict: bool = Fa
 def check_rope_scaling(scaling: Mapping | None) -> dict | None:
     """Return a checked copy of a ``rope_scaling`` dict in Hugging Face's format, or None.
 
-    ``{"rope_type": "linear" | "dynamic" | "yarn", "factor": s, ...}`` (see
+    ``{"rope_type": "linear" | "dynamic" | "yarn" | "llama3", "factor": s, ...}`` (see
     :func:`rope_frequencies` for each type's keys). The old key ``"type"`` is read as
     ``"rope_type"``; ``None``, ``{}`` and ``rope_type="default"`` mean plain RoPE (None).
 
@@ -208,14 +210,15 @@ def check_rope_scaling(scaling: Mapping | None) -> dict | None:
         raise ValueError(
             f"rope_scaling['rope_type'] must be one of {sorted(_ROPE_KEYS)}, got {rope_type!r}"
         )
-    unknown = sorted(set(params) - _ROPE_KEYS[rope_type])
-    if unknown or "factor" not in params:
+    required, optional = _ROPE_KEYS[rope_type]
+    if set(params) - required - optional or required - set(params):
         raise ValueError(
-            f"rope_type {rope_type!r} takes 'factor' and optionally "
-            f"{sorted(_ROPE_KEYS[rope_type] - {'factor'})}; got keys {sorted(params)}"
+            f"rope_type {rope_type!r} takes {sorted(required)} and optionally "
+            f"{sorted(optional)}; got keys {sorted(params)}"
         )
     params["factor"] = _check_number("factor", params["factor"], 1.0)
-    for name in ("attention_factor", "beta_fast", "beta_slow"):
+    for name in ("attention_factor", "beta_fast", "beta_slow", "low_freq_factor",
+                 "high_freq_factor"):  # fmt: skip
         if params.get(name) is not None:
             params[name] = _check_number(name, params[name], 0.0, strict=True)
     for name in ("mscale", "mscale_all_dim"):
@@ -224,6 +227,10 @@ def check_rope_scaling(scaling: Mapping | None) -> dict | None:
     if "original_max_position_embeddings" in params:
         check_int("rope_scaling['original_max_position_embeddings']",
                   params["original_max_position_embeddings"], 1)  # fmt: skip
+    if rope_type == "llama3" and not params["high_freq_factor"] > params["low_freq_factor"]:
+        low, high = params["low_freq_factor"], params["high_freq_factor"]
+        raise ValueError(f"rope_scaling['high_freq_factor'] must be > low_freq_factor, got "
+                         f"{high} and {low}")  # fmt: skip
     if not isinstance(params.get("truncate", True), bool):
         raise ValueError(f"rope_scaling['truncate'] must be a bool, got {params['truncate']!r}")
     return {"rope_type": rope_type, **params}
@@ -264,13 +271,18 @@ def rope_frequencies(
       attention factor ``0.1 ln(s) + 1`` (or ``attention_factor``, or the ratio that
       ``mscale`` and ``mscale_all_dim`` give) multiplies the rotated q and k: the logits
       are scaled by its square.
+    - ``"llama3"``: Llama 3.1's rule (``apply_scaling`` in Meta's github.com/meta-llama/
+      llama-models): pairs whose wavelength ``2 pi / theta_i`` is shorter than
+      ``L / high_freq_factor`` keep ``theta_i``, longer than ``L / low_freq_factor`` get
+      ``theta_i / s``, and in between a blend linear in ``L / wavelength`` (the number of
+      turns over ``L = original_max_position_embeddings``).
 
     Args:
         d_k: the even width being rotated (``head_dim``).
         base: ``rope_theta``.
         scaling: a ``rope_scaling`` dict (:func:`check_rope_scaling`), or None.
-        max_position_embeddings: ``L``; needed by "dynamic", and by "yarn" without
-            ``original_max_position_embeddings``.
+        max_position_embeddings: ``L``; needed by "dynamic", and by "yarn" and "llama3"
+            without ``original_max_position_embeddings``.
         seq_len: for "dynamic": the length of the sequence being run (its largest position + 1).
         device: where to put the result.
 
@@ -285,9 +297,9 @@ def rope_frequencies(
     scaling = check_rope_scaling(scaling)
     rope_type = "default" if scaling is None else scaling["rope_type"]
     factor = 1.0 if scaling is None else scaling["factor"]
-    L = scaling.get("original_max_position_embeddings") if rope_type == "yarn" else None
+    L = None if scaling is None else scaling.get("original_max_position_embeddings")
     L = max_position_embeddings if L is None else L
-    if rope_type in ("dynamic", "yarn"):
+    if rope_type in ("dynamic", "yarn", "llama3"):
         if L is None:
             raise ValueError(f"rope_type {rope_type!r} needs max_position_embeddings")
         L = check_int("max_position_embeddings", L, 1)
@@ -300,6 +312,13 @@ def rope_frequencies(
     inv_freq = base**-exponents  # (d_k / 2,)
     if rope_type == "linear":
         return inv_freq / factor, 1.0
+    if rope_type == "llama3":
+        wavelength = 2 * math.pi / inv_freq  # positions per turn of each pair
+        low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+        smooth = (L / wavelength - low) / (high - low)  # 0 at wavelength L / low, 1 at L / high
+        blend = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        kept = torch.where(wavelength < L / high, inv_freq, blend)
+        return torch.where(wavelength > L / low, inv_freq / factor, kept), 1.0
     if rope_type != "yarn":
         return inv_freq, 1.0
 
