@@ -16,6 +16,7 @@ import torch
 import qkv
 from qkv.attention import MultiHeadAttention
 from qkv.gpt import greedy_generate
+from qkv.kvcache import kv_cache_bytes
 from qkv.llama import Llama, LlamaConfig, llama_config, llama_from_hf_state_dict
 from qkv.positions import check_rope_scaling, rope_frequencies, rotary_angles
 from qkv.tying import count_parameters
@@ -124,7 +125,8 @@ def test_the_cache_holds_the_kv_heads_only_as_hugging_face_does():
         hf_cache = theirs(x, use_cache=True).cache
     d_k = D // H
     assert cache.keys[0].shape == cache.values[0].shape == (B, H_KV, N, d_k)  # GQA: 2 heads, not 6
-    assert cache.nbytes() == 2 * N_LAYER * B * H_KV * N * d_k * 8  # float64
+    assert cache.nbytes() == kv_cache_bytes(N_LAYER, H_KV, d_k, N, bytes_per_element=8,
+                                            batch_size=B)  # fmt: skip  (Q23's formula)
     for layer in range(N_LAYER):  # Hugging Face's rotated keys, features in its pair order
         hf_keys = hf_cache.layers[layer].keys  # (B, H_KV, N, d_k), pairs (i, i + d_k / 2)
         hf_keys = hf_keys.unflatten(-1, (2, d_k // 2)).transpose(-1, -2).flatten(-2)
