@@ -136,9 +136,10 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    """What :class:`GPT` and :class:`qkv.llama.Llama` share: ``forward(input_ids, cache)``
-    returns ``(logits, KVCache)``, both check their input the same way, and
-    :func:`greedy_generate` drives either.
+    """The base of :class:`GPT` and :class:`qkv.llama.Llama`: one input check, one cache.
+
+    ``forward(input_ids, cache)`` returns ``(logits, KVCache)``, both models check their
+    input the same way, and :func:`greedy_generate` drives either.
 
     A subclass sets ``vocab_size``, ``n_layers`` and ``max_len`` (the number of learned
     positions, GPT's ``n_positions``; None where positions are rotations, with no table to

@@ -105,8 +105,10 @@ class LlamaConfig:
 
     @classmethod
     def from_hf(cls, hf_config: Any) -> LlamaConfig:
-        """The config of a ``transformers.LlamaConfig`` (``rope_parameters`` in transformers 5,
-        ``rope_theta`` and ``rope_scaling`` before).
+        """The config of a ``transformers.LlamaConfig``, read from any transformers version.
+
+        transformers 5 keeps ``rope_theta`` and the scaling in ``rope_parameters``; earlier
+        versions have ``rope_theta`` and ``rope_scaling`` attributes.
 
         Raises:
             ValueError: a feature qkv's Llama does not have (biases, another activation,
@@ -147,8 +149,9 @@ _PUBLISHED = {
 
 
 def llama_config(name: str) -> LlamaConfig:
-    """A new :class:`LlamaConfig` of a published model: ``"Llama-2-7B"``, ``"Llama-2-70B"``,
-    ``"Llama-3-8B"`` or ``"Llama-3-70B"``. Build it on the meta device to count it::
+    """A new :class:`LlamaConfig` of a published model, to build on the meta device and count.
+
+    ``name`` is ``"Llama-2-7B"``, ``"Llama-2-70B"``, ``"Llama-3-8B"`` or ``"Llama-3-70B"``::
 
         with torch.device("meta"):
             model = Llama(llama_config("Llama-2-7B"))
@@ -281,9 +284,10 @@ _HF_ATTENTION_NAMES = {f"self_attn.{x}_proj": f"self_attn.w_{x}" for x in "qkvo"
 
 
 def _pairs_from_hf(weight: Tensor, n_heads: int, d_k: int) -> Tensor:
-    """Reorder each head's rows of W_q or W_k from Hugging Face's RoPE pairs ``(i, i + d_k/2)``
-    to neighbouring pairs ``(2i, 2i + 1)``: the inverse of the permutation in Hugging Face's
-    ``convert_llama_weights_to_hf.py``."""
+    """Reorder a head's rows of W_q or W_k from RoPE pairs ``(i, i + d_k/2)`` to ``(2i, 2i + 1)``.
+
+    The inverse of the permutation in Hugging Face's ``convert_llama_weights_to_hf.py``.
+    """
     # (h * d_k, d_model) -> (h, 2, d_k / 2, d_model) -> (h, d_k / 2, 2, d_model) -> (h * d_k, ...)
     return weight.view(n_heads, 2, d_k // 2, -1).transpose(1, 2).reshape(n_heads * d_k, -1)
 
