@@ -51,8 +51,8 @@ _SUBMODULES = frozenset(
     {
         "additive", "attention", "bert", "bpe", "chunked", "complexity", "data", "din",
         "exercises", "experiments", "explanation", "glue", "gpt", "heads", "inductive_bias",
-        "kernel_regression",
-        "kvcache", "label_smoothing", "layers", "length_generalization", "longtext",
+        "kernel_regression", "kvcache", "label_smoothing", "layers", "length_generalization",
+        "llama", "longtext",
         "longtext_task", "markov", "masks", "mixing", "mlm", "models", "norms", "plot",
         "pooling", "positions", "quiz", "saturation", "scoring", "sentence_pairs", "seq2seq",
         "shared_projections", "stability", "tasks", "tiny_transformer", "tokenization",
