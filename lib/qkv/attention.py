@@ -166,7 +166,9 @@ class MultiHeadAttention(nn.Module):
 
     ``n_kv_heads < n_heads`` shares each K/V head among ``n_heads // n_kv_heads``
     query heads: grouped-query attention (Ainslie et al. 2023); ``n_kv_heads=1`` is
-    multi-query attention (Shazeer 2019). Each head has width ``d_k = d_model // n_heads``.
+    multi-query attention (Shazeer 2019). Each head has width ``d_k = d_model // n_heads``
+    unless ``d_k`` is given (Hugging Face's ``head_dim``; then W_q is ``d_model -> h * d_k``
+    and W_o is ``h * d_k -> d_model``).
 
     Args:
         d_model: model width.
@@ -174,6 +176,7 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads: number of K/V heads, dividing ``n_heads``; defaults to ``n_heads``.
         bias: whether the projections W_q, W_k, W_v, W_o have biases.
         dropout: dropout probability on the attention weights, in training mode only.
+        d_k: the width of each head; defaults to ``d_model // n_heads``.
 
     Used in: Q1, Q2, Q4, Q5, Q6, Q7, Q8, Q9, Q10, Q18.
     """
@@ -186,22 +189,25 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads: int | None = None,
         bias: bool = True,
         dropout: float = 0.0,
+        d_k: int | None = None,
     ) -> None:
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         check_positive_ints(d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads)
-        if d_model % n_heads:
+        if d_k is not None:
+            check_positive_ints(d_k=d_k)
+        elif d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not a multiple of n_heads={n_heads}")
         if n_heads % n_kv_heads:
             raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
         check_probability(dropout=dropout)
         self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
-        self.d_k = d_model // n_heads
+        self.d_k = d_model // n_heads if d_k is None else d_k
         self.dropout = dropout
-        self.w_q = nn.Linear(d_model, d_model, bias=bias)  # W^Q of all heads, stacked
+        self.w_q = nn.Linear(d_model, n_heads * self.d_k, bias=bias)  # W^Q of all heads, stacked
         self.w_k = nn.Linear(d_model, n_kv_heads * self.d_k, bias=bias)
         self.w_v = nn.Linear(d_model, n_kv_heads * self.d_k, bias=bias)
-        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(n_heads * self.d_k, d_model, bias=bias)
 
     def forward(
         self,
@@ -253,7 +259,7 @@ class MultiHeadAttention(nn.Module):
             key_padding_mask=key_padding_mask,
         )  # fmt: skip
         out, weights = result if need_weights else (result, None)
-        out = out.transpose(1, 2).reshape(B, n, self.d_model)  # (B, h, n, d_k) -> (B, n, d_model)
+        out = out.transpose(1, 2).reshape(B, n, -1)  # (B, h, n, d_k) -> (B, n, h * d_k)
         return self.w_o(out), weights
 
     @classmethod

@@ -19,7 +19,7 @@ mask, so each layer keeps them and a step computes q, k, v for the new tokens on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +32,7 @@ from qkv.kvcache import KVCache
 from qkv.masks import causal_mask, key_mask
 from qkv.tying import tie
 
-__all__ = ["GPTConfig", "KVCache", "GPT", "greedy_generate", "gpt_from_hf_state_dict"]
+__all__ = ["GPTConfig", "KVCache", "Decoder", "GPT", "greedy_generate", "gpt_from_hf_state_dict"]
 
 
 @dataclass
@@ -76,27 +76,40 @@ class GPTConfig:
 class CausalSelfAttention(MultiHeadAttention):
     """Masked multi-head self-attention that appends its keys and values to a cache.
 
-    Same projections as :class:`qkv.attention.MultiHeadAttention` (``w_q, w_k, w_v, w_o``).
+    Same projections as :class:`qkv.attention.MultiHeadAttention` (``w_q, w_k, w_v, w_o``),
+    grouped-query heads included: the cache keeps the ``n_kv_heads`` K/V heads, shared by
+    the query heads only inside the attention (GQA's memory saving, used by :mod:`qkv.llama`).
     """
 
     def forward(  # type: ignore[override]
-        self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None
+        self,
+        x: Tensor,
+        past: tuple[Tensor, Tensor] | None = None,
+        mask: Tensor | None = None,
+        rotate: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """``x: (B, n, d_model)``, ``past``: keys, values ``(B, h, m - n, d_k)`` or None.
+        """``x: (B, n, d_model)``, ``past``: keys, values ``(B, n_kv_heads, m - n, d_k)`` or None.
 
         ``mask``: bool ``(B or 1, 1, n, m)`` (``True`` = may attend), or None when every
-        query may see every key. Returns ``out (B, n, d_model)`` and keys, values
-        ``(B, h, m, d_k)``: the past ones with the ``n`` new ones appended.
+        query may see every key. ``rotate``: applied to the new q and k ``(B, heads, n, d_k)``
+        before k is cached (RoPE, in :mod:`qkv.llama`), or None. Returns ``out (B, n, d_model)``
+        and keys, values ``(B, n_kv_heads, m, d_k)``: the past ones, the ``n`` new ones appended.
         """
         B, n, _ = x.shape
-        # (B, n, d_model) -> (B, n, h, d_k) -> (B, h, n, d_k)
-        q, k, v = (w(x).view(B, n, self.n_heads, self.d_k).transpose(1, 2)
-                   for w in (self.w_q, self.w_k, self.w_v))  # fmt: skip
+        # (B, n, heads * d_k) -> (B, n, heads, d_k) -> (B, heads, n, d_k), heads = h for q
+        q = self.w_q(x).view(B, n, self.n_heads, self.d_k).transpose(1, 2)
+        k, v = (w(x).view(B, n, self.n_kv_heads, self.d_k).transpose(1, 2)
+                for w in (self.w_k, self.w_v))  # fmt: skip
+        if rotate is not None:  # positions enter q and k only, before k is cached
+            q, k = rotate(q), rotate(k)
         if past is not None:  # the new token's k, v join the cache; its q is used once
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        group = self.n_heads // self.n_kv_heads  # query heads per K/V head (1 without GQA)
+        k_all, v_all = (k, v) if group == 1 else (k.repeat_interleave(group, dim=1),
+                                                  v.repeat_interleave(group, dim=1))  # fmt: skip
         dropout_p = self.dropout if self.training else 0.0
-        out = scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p)
-        out = out.transpose(1, 2).reshape(B, n, self.d_model)  # (B, h, n, d_k) -> (B, n, d_model)
+        out = scaled_dot_product_attention(q, k_all, v_all, mask, dropout_p=dropout_p)
+        out = out.transpose(1, 2).reshape(B, n, -1)  # (B, h, n, d_k) -> (B, n, h * d_k)
         return self.w_o(out), (k, v)
 
 
@@ -122,7 +135,68 @@ class Block(nn.Module):
         return x + self.dropout(self.proj(hidden)), kv
 
 
-class GPT(nn.Module):
+class Decoder(nn.Module):
+    """The base of :class:`GPT` and :class:`qkv.llama.Llama`: one input check, one cache.
+
+    ``forward(input_ids, cache)`` returns ``(logits, KVCache)``, both models check their
+    input the same way, and :func:`greedy_generate` drives either.
+
+    A subclass sets ``vocab_size``, ``n_layers`` and ``max_len`` (the number of learned
+    positions, GPT's ``n_positions``; None where positions are rotations, with no table to
+    run out of) and has an ``lm_head``.
+    """
+
+    vocab_size: int
+    n_layers: int
+    max_len: int | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Identifies this model's caches. Not id(self): a deleted model's id is reused by
+        # the next object, so its caches would pass. A new object per model is never reused
+        # while a cache holds it.
+        self._cache_token = object()
+
+    def _check_input_ids(self, input_ids: Tensor) -> tuple[int, int]:
+        """Return ``(B, n)`` of integer ids in ``[0, V)`` with ``1 <= n <= max_len``."""
+        if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or (
+            input_ids.dtype == torch.bool
+        ):
+            got = input_ids.dtype if isinstance(input_ids, Tensor) else type(input_ids).__name__
+            raise TypeError(f"input_ids must be an integer tensor of token ids, got {got}")
+        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids must be (B, n) with n >= 1, got {tuple(input_ids.shape)}")
+        B, n = input_ids.shape
+        V, max_len = self.vocab_size, self.max_len
+        if max_len is not None and n > max_len:
+            raise ValueError(f"input_ids has length {n} > the maximum of {max_len} positions")
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= V:
+            raise ValueError(f"input_ids must be in [0, {V}), got values in [{low}, {high}]")
+        return B, n
+
+    def _check_cache(self, cache: KVCache | None, batch_size: int, n: int) -> int:
+        """Return the cache length ``m0`` after checking it fits this model and batch."""
+        m0 = 0
+        if cache is not None:
+            if not isinstance(cache, KVCache):
+                name = type(self).__name__
+                raise TypeError(f"cache must be a KVCache from {name}.forward, got {type(cache)}")
+            if cache.owner is not self._cache_token or len(cache.keys) != self.n_layers:
+                raise ValueError("cache was made by another model: pass this model's own cache")
+            if cache.batch_size != batch_size:
+                raise ValueError(
+                    f"cache holds a batch of {cache.batch_size} sequences, input_ids {batch_size}"
+                )
+            m0 = cache.length
+        if self.max_len is not None and m0 + n > self.max_len:
+            raise ValueError(
+                f"cache length {m0} + {n} new tokens = {m0 + n} exceeds n_positions={self.max_len}"
+            )
+        return m0
+
+
+class GPT(Decoder):
     """GPT-2 (Radford et al. 2019): learned positions, Pre-LN causal blocks, tied output layer.
 
     Weights are initialised as in GPT-2: normal with standard deviation
@@ -137,10 +211,9 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
-        # Identifies this model's caches. Not id(self): a deleted model's id is reused by
-        # the next object, so its caches would pass. A new object per model is never reused
-        # while a cache holds it.
-        self._cache_token = object()
+        self.vocab_size, self.n_layers, self.max_len = (
+            config.vocab_size, config.n_layer, config.n_positions
+        )  # fmt: skip
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # tokens
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)  # learned positions
         self.drop = nn.Dropout(config.embd_pdrop)
@@ -161,6 +234,7 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         *,
         attention_mask: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor, KVCache]:
         """Logits for ``input_ids (B, n)``, continuing the sequence held by ``cache``.
 
@@ -173,6 +247,8 @@ class GPT(nn.Module):
                 new tokens, as in Hugging Face: padding keys are hidden from every query.
                 Positions still count from 0 as in Hugging Face's forward without
                 ``position_ids``, so pad on the right; padded positions' logits are meaningless.
+            mask: optional bool ``(n, m0 + n)`` replacing the causal mask (``True`` = may
+                attend), e.g. :func:`qkv.masks.prefix_lm_mask` for a non-causal decoder (Q32).
 
         Returns:
             ``logits (B, n, V)`` and the new cache, ``m = m0 + n`` positions.
@@ -180,7 +256,13 @@ class GPT(nn.Module):
         B, n = self._check_input_ids(input_ids)
         m0 = self._check_cache(cache, B, n)
         m = m0 + n
-        mask = None if n == 1 else causal_mask(n, m, device=input_ids.device)[None, None]
+        if mask is None:
+            mask = None if n == 1 else causal_mask(n, m, device=input_ids.device)[None, None]
+        elif not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (n, m):
+            got = (mask.dtype, tuple(mask.shape)) if isinstance(mask, Tensor) else type(mask)
+            raise ValueError(f"mask must be a bool (n, m0 + n) = {(n, m)} tensor, got {got}")
+        else:
+            mask = mask.to(input_ids.device)[None, None]  # (n, m) -> (1, 1, n, m)
         if attention_mask is not None:
             if not isinstance(attention_mask, Tensor) or attention_mask.shape != (B, m):
                 got = getattr(attention_mask, "shape", type(attention_mask).__name__)
@@ -200,47 +282,9 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))  # (B, n, d_model) -> (B, n, V)
         return logits, KVCache(tuple(keys), tuple(values), self._cache_token)
 
-    def _check_input_ids(self, input_ids: Tensor) -> tuple[int, int]:
-        """Return ``(B, n)`` of integer ids in ``[0, V)`` with ``1 <= n <= n_positions``."""
-        if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or (
-            input_ids.dtype == torch.bool
-        ):
-            got = input_ids.dtype if isinstance(input_ids, Tensor) else type(input_ids).__name__
-            raise TypeError(f"input_ids must be an integer tensor of token ids, got {got}")
-        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-            raise ValueError(f"input_ids must be (B, n) with n >= 1, got {tuple(input_ids.shape)}")
-        B, n = input_ids.shape
-        V, max_len = self.config.vocab_size, self.config.n_positions
-        if n > max_len:
-            raise ValueError(f"input_ids has length {n} > the maximum of {max_len} positions")
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= V:
-            raise ValueError(f"input_ids must be in [0, {V}), got values in [{low}, {high}]")
-        return B, n
-
-    def _check_cache(self, cache: KVCache | None, batch_size: int, n: int) -> int:
-        """Return the cache length ``m0`` after checking it fits this model and batch."""
-        m0 = 0
-        if cache is not None:
-            if not isinstance(cache, KVCache):
-                raise TypeError(f"cache must be a KVCache from GPT.forward, got {type(cache)}")
-            if cache.owner is not self._cache_token or len(cache.keys) != self.config.n_layer:
-                raise ValueError("cache was made by another model: pass this model's own cache")
-            if cache.batch_size != batch_size:
-                raise ValueError(
-                    f"cache holds a batch of {cache.batch_size} sequences, input_ids {batch_size}"
-                )
-            m0 = cache.length
-        if m0 + n > self.config.n_positions:
-            raise ValueError(
-                f"cache length {m0} + {n} new tokens = {m0 + n} exceeds "
-                f"n_positions={self.config.n_positions}"
-            )
-        return m0
-
 
 def greedy_generate(
-    model: GPT,
+    model: Decoder,
     input_ids: Tensor,
     max_new_tokens: int,
     *,
@@ -249,8 +293,11 @@ def greedy_generate(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Append ``max_new_tokens`` arg-max tokens to ``input_ids (B, n)``, one step at a time.
 
+    ``model`` is a :class:`GPT` or a :class:`qkv.llama.Llama` (any :class:`Decoder`).
     With ``use_cache`` each step feeds only the newest token and the :class:`~qkv.kvcache.KVCache`;
-    without it each step reruns the whole sequence. Both give the same tokens.
+    without it each step reruns the whole sequence. Both give the same tokens (for a Llama
+    with "dynamic" RoPE scaling past ``max_position_embeddings`` they differ, as in Hugging
+    Face: the cached keys keep the rotation of the step that made them).
 
     Returns:
         ``(B, n + max_new_tokens)`` ids (a new tensor; ``input_ids`` is not changed), and
@@ -259,15 +306,17 @@ def greedy_generate(
 
     Used in: Q23 (transformer/q23_kv_cache).
     """
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a qkv.gpt.GPT, got {type(model).__name__}")
+    if not isinstance(model, Decoder):
+        raise TypeError(
+            f"model must be a qkv.gpt.GPT or a qkv.llama.Llama, got {type(model).__name__}"
+        )
     model._check_input_ids(input_ids)  # an integer (B, n) tensor, not floats or a list
     check_int("max_new_tokens", max_new_tokens, 0)
     n_total = input_ids.shape[-1] + max_new_tokens
-    if n_total > model.config.n_positions:
+    if model.max_len is not None and n_total > model.max_len:
         raise ValueError(
             f"{input_ids.shape[-1]} prompt tokens + max_new_tokens={max_new_tokens} = {n_total} "
-            f"exceeds n_positions={model.config.n_positions}"
+            f"exceeds n_positions={model.max_len}"
         )
     ids, cache, step_input, scores = input_ids.clone(), None, input_ids, []
     with torch.no_grad():
@@ -282,7 +331,7 @@ def greedy_generate(
     if not return_logits:
         return ids
     if not scores:  # max_new_tokens == 0
-        V, weight = model.config.vocab_size, model.wte.weight
+        V, weight = model.vocab_size, model.lm_head.weight
         return ids, torch.empty(ids.shape[0], 0, V, dtype=weight.dtype, device=ids.device)
     return ids, torch.stack(scores, dim=1)  # max_new_tokens x (B, V) -> (B, max_new_tokens, V)
 

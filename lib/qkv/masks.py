@@ -27,7 +27,7 @@ too (:func:`is_masked`) and replaces it by ``-inf``, since a large score outweig
 finite penalty: in float16 (largest magnitude 65504), ``-65504 + 3e4`` beats an allowed
 score of ``-5.9e4``. :func:`masked_softmax` applies any of these masks to scores.
 
-Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15.
+Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15, Q32.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from qkv._checks import check_int
 __all__ = [
     "padding_mask",
     "causal_mask",
+    "prefix_lm_mask",
     "key_mask",
     "combine",
     "to_additive",
@@ -114,6 +115,29 @@ def causal_mask(
     n, m = check_int("n", n, 0), check_int("m", m, 0)
     ones = torch.ones(n, m, dtype=torch.bool, device=device)
     return ones.tril(diagonal=m - n)  # key j allowed iff j <= i + (m - n)
+
+
+def prefix_lm_mask(
+    n: int, prefix: int, *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Boolean prefix-LM (non-causal decoder) mask: bidirectional over a prefix, causal after.
+
+    Query ``i`` may attend to key ``j`` when ``j < prefix`` (every prefix token, as in an
+    encoder) or ``j <= i`` (the causal mask). Prefix queries therefore see the whole
+    prefix but no target token; target queries see the prefix and the targets up to
+    themselves: UniLM's sequence-to-sequence mask, T5's "causal with prefix" mask.
+    ``prefix = 0`` gives :func:`causal_mask`, ``prefix = n`` a full mask.
+
+    Returns:
+        ``(n, n)`` bool, ``True`` = allowed.
+
+    Used in: Q32.
+    """
+    n, prefix = check_int("n", n, 0), check_int("prefix", prefix, 0)
+    if prefix > n:
+        raise ValueError(f"prefix must be at most n = {n}, got {prefix}")
+    prefix_keys = torch.arange(n, device=device) < prefix  # (n,): key j lies in the prefix
+    return causal_mask(n, device=device) | prefix_keys  # (n, n) | (n,) broadcasts over queries
 
 
 def key_mask(pad: torch.Tensor) -> torch.Tensor:
