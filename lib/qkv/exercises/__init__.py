@@ -47,6 +47,7 @@ from .q25_weaknesses import check_attention_flops
 from .q26_bert_inputs_and_pretraining_tasks import check_bert_input_sum
 from .q28_flash_attention import check_merge_partials
 from .q32_decoder_only import check_prefix_lm_mask
+from .q33_mixture_of_experts import check_load_balancing_loss
 
 __all__ = [
     "Case",
@@ -82,4 +83,5 @@ __all__ = [
     "check_label_smoothed_loss",
     "check_merge_partials",
     "check_prefix_lm_mask",
+    "check_load_balancing_loss",
 ]
