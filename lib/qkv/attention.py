@@ -102,7 +102,7 @@ def scaled_dot_product_attention(
     Raises:
         ValueError: a mask or shapes outside the rules above, a bad ``scale``, or NaN/inf.
 
-    Used in: Q1, Q2, Q4, Q5, Q7, Q8, Q20, Q25.
+    Used in: Q1, Q2, Q4, Q5, Q8, Q20, Q25.
     """
     check_qkv(q, k, v)
     mask = check_attention_mask(mask, key_padding_mask, q.shape, k.shape[-2], q.dtype, q.device)
@@ -178,7 +178,7 @@ class MultiHeadAttention(nn.Module):
         dropout: dropout probability on the attention weights, in training mode only.
         d_k: the width of each head; defaults to ``d_model // n_heads``.
 
-    Used in: Q1, Q2, Q4, Q5, Q6, Q7, Q8, Q9, Q10, Q18.
+    Used in: Q1, Q2, Q4, Q5, Q6, Q7, Q8, Q9, Q10, Q14, Q18, Q23.
     """
 
     def __init__(

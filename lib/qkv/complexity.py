@@ -332,7 +332,7 @@ def influence_on_last(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     ``layer`` maps ``(1, L, w)`` to a tuple whose first element is ``(1, L, w)``
     (``torch.nn.RNN`` and ``qkv``'s ``MultiHeadAttention`` both do); ``x`` is
-    ``(L, w)``. The Jacobian is computed by autograd. Used in: Q5.
+    ``(L, w)``. The Jacobian is computed by autograd.
     """
     if x.dim() != 2:
         raise ValueError(f"x must be (L, w), got shape {tuple(x.shape)}")
@@ -354,7 +354,6 @@ def rnn_reach(seed: int, *, length: int = 24, width: int = 16) -> dict[str, torc
         last being the largest eigenvalue modulus of the default ``W_hh``;
         ``influence[0] / influence[-1]`` is how much of position 0 survives
         ``L - 1`` steps.
-    Used in: Q5.
     """
     if length < 2 or width < 1:
         raise ValueError(f"need length >= 2 and width >= 1, got {length}, {width}")

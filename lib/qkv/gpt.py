@@ -203,7 +203,7 @@ class GPT(Decoder):
     ``initializer_range``, the two output projections of each block scaled by
     ``1 / sqrt(2 * n_layer)``, zero biases, LayerNorm 1 and 0.
 
-    Used in: Q11, Q23.
+    Used in: Q11.
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -350,7 +350,8 @@ def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) 
     Returns:
         A :class:`GPT` in eval mode on the device and dtype of ``wte``.
 
-    Used in: tests/test_gpt.py (the Hugging Face reference check of the chapter's model).
+    Used in: Q11, Q23, tests/test_gpt.py (the Hugging Face reference check of the chapter's
+    model).
     """
     state = {k.removeprefix("transformer."): v for k, v in state_dict.items()}
     state = {k: v for k, v in state.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}

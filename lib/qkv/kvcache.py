@@ -98,8 +98,6 @@ def decode_step_seconds(
 
     Returns:
         ``{"cache": [...], "no cache": [...]}``: seconds per step at each position.
-
-    Used in: Q23 (transformer/q23_kv_cache).
     """
     check_int("repeats", repeats, 1)
     if not positions or min(positions) < 1 or max(positions) >= ids.shape[1]:

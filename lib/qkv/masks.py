@@ -27,7 +27,7 @@ too (:func:`is_masked`) and replaces it by ``-inf``, since a large score outweig
 finite penalty: in float16 (largest magnitude 65504), ``-65504 + 3e4`` beats an allowed
 score of ``-5.9e4``. :func:`masked_softmax` applies any of these masks to scores.
 
-Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15, Q32.
+Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15, Q23, Q32.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def padding_mask(lengths: torch.Tensor | Sequence[int], max_len: int | None = No
         ``(B, L)`` bool, ``True`` = real token, ``False`` = padding; on the
         device of ``lengths``. Use :func:`key_mask` to feed it to attention.
 
-    Used in: Q2, Q4, Q8, Q14.
+    Used in: Q2, Q4, Q8, Q14, Q23.
     """
     if not isinstance(lengths, torch.Tensor):
         try:  # [] is an empty batch (B = 0), not a float tensor
@@ -109,7 +109,7 @@ def causal_mask(
     Returns:
         ``(n, m)`` bool, ``True`` = allowed (on and below the aligned diagonal).
 
-    Used in: Q2, Q7, Q8, Q11, Q14, Q15.
+    Used in: Q2, Q7, Q8, Q11, Q14, Q15, Q32.
     """
     m = n if m is None else m
     n, m = check_int("n", n, 0), check_int("m", m, 0)
@@ -151,7 +151,7 @@ def key_mask(pad: torch.Tensor) -> torch.Tensor:
         Only key columns are masked: padded *queries* still produce outputs,
         which the loss or pooling must ignore (Q8).
 
-    Used in: Q2, Q8, Q14.
+    Used in: Q2, Q8, Q14, Q23.
     """
     _check_bool(pad, "pad")
     if pad.dim() != 2:
@@ -203,7 +203,7 @@ def to_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
         all ``-inf``, NaN in a plain softmax: :func:`masked_softmax` and qkv's attention
         return zeros for it.
 
-    Used in: Q7, Q8.
+    Used in: Q8.
     """
     _check_bool(mask, "mask")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -221,7 +221,7 @@ def to_torch_key_padding_mask(pad: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, L)`` bool, ``True`` = **ignore** this key (PyTorch's convention there).
 
-    Used in: Q8 (attention/q08_padding_mask).
+    Used in: Q8, Q14.
     """
     _check_bool(pad, "pad")
     if pad.dim() != 2:

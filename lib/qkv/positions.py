@@ -139,7 +139,7 @@ def apply_rotary(
     Returns:
         a new tensor shaped and typed like ``x`` (``x`` itself is not modified).
 
-    Used in: Q7 (attention/q07_attention_variants).
+    Used in: Q7, Q21.
     """
     if not isinstance(x, Tensor) or not x.dtype.is_floating_point or x.dim() < 2:
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__

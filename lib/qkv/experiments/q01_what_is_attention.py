@@ -62,7 +62,10 @@ def noisy_sine(
     m: int = N_TRAIN, n: int = N_QUERY, *, noise: float = NOISE, generator: torch.Generator | int
 ) -> RegressionData:
     """``m`` noisy samples of ``f(x) = sin 2x + x / 2`` on ``[0, 5]`` (sorted by x) and a
-    grid of ``n`` query points; ``generator`` (or an int seed) fixes the draw."""
+    grid of ``n`` query points; ``generator`` (or an int seed) fixes the draw.
+
+    Used in: Q1.
+    """
     generator = check_generator(generator)  # or an int seed (numpy integers too)
     x_train = torch.sort(torch.rand(m, generator=generator) * 5).values  # (m,)
     y_train = torch.sin(2 * x_train) + x_train / 2 + noise * torch.randn(m, generator=generator)
@@ -81,6 +84,7 @@ def nadaraya_watson(
         sigma: the kernel's bandwidth (> 0).
     Returns:
         predictions ``(n,)`` and the weights ``(n, m)`` (each row sums to 1).
+    Used in: Q1.
     """
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
@@ -99,7 +103,10 @@ def nadaraya_watson(
 @experiment
 def bandwidth_errors(seed: int, sigmas: tuple[float, ...] = SIGMAS) -> dict[float, float]:
     """Mean squared error to the true curve of :func:`nadaraya_watson` on
-    ``noisy_sine(generator=seed)``, for each bandwidth in ``sigmas``."""
+    ``noisy_sine(generator=seed)``, for each bandwidth in ``sigmas``.
+
+    Used in: Q1.
+    """
     data = noisy_sine(generator=seed)
     errors = {}
     for sigma in sigmas:
@@ -168,7 +175,10 @@ class SameOutput(NamedTuple):
 @experiment
 def same_output_experiment(seed: int, m: int = 8, d_k: int = 4, d_v: int = 3) -> SameOutput:
     """One query attends over ``m`` random keys and values (seeded); return its weights
-    and :func:`same_output_weights` for them."""
+    and :func:`same_output_weights` for them.
+
+    Used in: Q1.
+    """
     g = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(*s, generator=g) for s in ((1, d_k), (m, d_k), (m, d_v)))
     out, alpha = scaled_dot_product_attention(q, k, v, return_weights=True)
@@ -184,6 +194,7 @@ def top_weight_is_not_top_contributor(
     ``n_queries`` random queries attend over ``m`` random keys; the values are random
     with norms spread by a factor ``exp(N(0, 1))`` (in trained models value norms vary
     too). The contribution of key ``i`` is ``alpha_i |v_i|``.
+    Used in: Q1.
     """
     g = torch.Generator().manual_seed(seed)
     q, k = torch.randn(n_queries, d, generator=g), torch.randn(m, d, generator=g)

@@ -65,7 +65,10 @@ def make_catalogue(
     n_categories: int = 6, d: int = 8, *, generator: torch.Generator | int
 ) -> Catalogue:
     """Random category centres of equal norm ``sqrt(d)`` (equal norms keep a dot-product
-    score from favouring long vectors of another category)."""
+    score from favouring long vectors of another category).
+
+    Used in: Q4.
+    """
     generator = check_generator(generator)  # or an int seed (numpy integers too)
     centres = F.normalize(torch.randn(n_categories, d, generator=generator), dim=-1) * d**0.5
     return Catalogue(centres)
@@ -73,7 +76,10 @@ def make_catalogue(
 
 class ActivationUnit(nn.Module):
     """DIN's unit ``a(e_j, e_t) = MLP([e_j, e_t, e_j - e_t, e_j * e_t])`` (the inputs of the
-    authors' released code), one hidden layer with PReLU."""
+    authors' released code), one hidden layer with PReLU.
+
+    Used in: Q4.
+    """
 
     def __init__(self, d: int, hidden: int = 16) -> None:
         super().__init__()
@@ -89,7 +95,10 @@ class ActivationUnit(nn.Module):
 class InterestCTR(nn.Module):
     """Pool the behaviours with the unit's weights, then predict a click from
     ``[u, e_t, u * e_t]``. ``softmax=False`` is DIN (raw weights, padding weighs 0);
-    ``softmax=True`` normalises the weights over the real behaviours."""
+    ``softmax=True`` normalises the weights over the real behaviours.
+
+    Used in: Q4.
+    """
 
     def __init__(self, d: int, softmax: bool) -> None:
         super().__init__()
@@ -226,7 +235,10 @@ class InterestRun(NamedTuple):
 def interest_run(seed: int, *, device: str | torch.device | None = None) -> InterestRun:
     """The chapter's experiment for one seed: catalogue, both poolings trained
     (:func:`train_interest_models`), and probe users with ``k`` in :data:`KS` matching
-    behaviours (:func:`probe_intensity`)."""
+    behaviours (:func:`probe_intensity`).
+
+    Used in: Q4.
+    """
     catalogue = make_catalogue(N_CATEGORIES, d=D, generator=seed)
     models, accuracy = train_interest_models(catalogue, seed, device=device)
     total, norm = {}, {}
@@ -242,7 +254,10 @@ def _run(seed: int) -> InterestRun:
 
 def smallest_increase(totals: list[float]) -> float:
     """Smallest increase of ``|sum of weights|`` from one probe user to the next (``k`` to
-    ``k + 1`` matching behaviours): positive when the intensity grows at every step."""
+    ``k + 1`` matching behaviours): positive when the intensity grows at every step.
+
+    Used in: Q4.
+    """
     magnitude = [abs(t) for t in totals]
     return min(b - a for a, b in zip(magnitude, magnitude[1:], strict=False))
 

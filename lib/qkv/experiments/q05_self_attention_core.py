@@ -40,7 +40,10 @@ SEEDS = tuple(range(10))
 def attention_reach(seed: int, *, length: int = LENGTH, width: int = WIDTH) -> Tensor:
     """``||d out[L-1] / d x[j]||`` for every position ``j`` through one randomly
     initialised two-head :class:`qkv.attention.MultiHeadAttention` (seeded), shape ``(L,)``
-    (:func:`qkv.complexity.influence_on_last`)."""
+    (:func:`qkv.complexity.influence_on_last`).
+
+    Used in: Q5.
+    """
     torch.manual_seed(seed)  # the layer's initialisation (restored on exit)
     layer = MultiHeadAttention(width, 2).eval()
     x = torch.randn(length, width, generator=torch.Generator().manual_seed(seed))  # (L, w)
@@ -50,7 +53,10 @@ def attention_reach(seed: int, *, length: int = LENGTH, width: int = WIDTH) -> T
 @experiment
 def rnn_reach(seed: int, *, length: int = LENGTH, width: int = WIDTH) -> dict[str, Tensor | float]:
     """:func:`qkv.complexity.rnn_reach` on one torch thread, the caller's state untouched:
-    ``{"default": (L,), "orthogonal": (L,), "spectral_radius": float}``."""
+    ``{"default": (L,), "orthogonal": (L,), "spectral_radius": float}``.
+
+    Used in: Q5.
+    """
     return complexity.rnn_reach(seed, length=length, width=width)
 
 
@@ -73,6 +79,7 @@ def query_gradients(
 
     Returns:
         ``{"unscaled": (n_queries,), "scaled": (n_queries,)}`` gradient norms.
+    Used in: Q5.
     """
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(n_queries, 1, d_k, generator=g)  # (N, 1, d_k)
@@ -89,7 +96,10 @@ def query_gradients(
 
 
 def gradient_summary(norms: dict[str, Tensor]) -> dict[str, float]:
-    """Unscaled over scaled, for the median and the mean gradient norm."""
+    """Unscaled over scaled, for the median and the mean gradient norm.
+
+    Used in: Q5.
+    """
     u, s = norms["unscaled"], norms["scaled"]
     return {
         "median ratio": (u.median() / s.median()).item(),

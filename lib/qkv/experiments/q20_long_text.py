@@ -140,6 +140,7 @@ def compare(
     Returns ``{(strategy, position): accuracy}`` on ``n_docs`` held-out documents
     of ``length`` tokens per position (drawn from a generator seeded apart from
     the training batches). Cached: the chapter and its claims share one run per seed.
+    Used in: Q20.
     """
     return dict(_compare(seed, length, n_docs, str(device)))
 

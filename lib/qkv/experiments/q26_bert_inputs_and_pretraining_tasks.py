@@ -13,7 +13,7 @@ sentence before it, so the order is recoverable from the two sentences alone (by
 a model that knows which word comes first and last), but not from their bags of
 words. :func:`bag_of_words_accuracy` is the claimed number (``CLAIMS``).
 
-Used in: Q26 (bert/q26_bert_inputs_and_pretraining_tasks); ``benchmarks/robustness.py``.
+Used in: Q26, Q26 (bert/q26_bert_inputs_and_pretraining_tasks); ``benchmarks/robustness.py``.
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ def standard_io(q: Tensor, k: Tensor, v: Tensor, capacity: int) -> tuple[Tensor,
     the softmax reads one row of S at a time (so ``capacity >= 2 n``). Returns the
     output ``(n, d)`` and the traffic: about ``4 n^2`` for S and P, whatever the
     capacity, plus the reads of K and V once per block of rows.
+    Used in: Q28.
     """
     n, d = q.shape
     io = Traffic(capacity)
@@ -127,6 +128,7 @@ def flash_io(q: Tensor, k: Tensor, v: Tensor, capacity: int) -> tuple[Tensor, Tr
     (running sum) live in slow memory and are read and written once per key block;
     the ``(n, n)`` matrices never exist. Every block fits when ``capacity >= 8 d (d + 1)``.
     Returns the output ``(n, d)`` and the traffic, ``Θ(n^2 d^2 / capacity)``.
+    Used in: Q28.
     """
     n, d = q.shape
     io = Traffic(capacity)
@@ -159,6 +161,7 @@ class FlashAttentionFunction(torch.autograd.Function):
     Forward saves ``q, k, v``, the output and the log-sum-exp of each query's scores;
     backward recomputes the scores block by block of ``block`` keys.
     ``q: (n, d)``, ``k, v: (m, d)``.
+    Used in: Q28.
     """
 
     @staticmethod
@@ -200,6 +203,7 @@ def split_key_decode(q: Tensor, k: Tensor, v: Tensor, splits: int) -> Tensor:
     Each chunk returns its normalised partial output and the log-sum-exp of its
     scores; the merge weights chunk ``s`` by ``exp(lse_s - lse)``, with ``lse`` the
     log-sum-exp over every key. On a GPU the chunks run in parallel (Flash-Decoding).
+    Used in: Q28.
     """
     scale = 1 / math.sqrt(q.shape[-1])
     partial, lses = [], []
@@ -212,12 +216,18 @@ def split_key_decode(q: Tensor, k: Tensor, v: Tensor, splits: int) -> Tensor:
 
 
 def standard_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """``softmax(q k^T / sqrt(d)) v`` as autograd records it: the ``(n, m)`` weights are saved."""
+    """``softmax(q k^T / sqrt(d)) v`` as autograd records it: the ``(n, m)`` weights are saved.
+
+    Used in: Q28.
+    """
     return torch.softmax(q @ k.T / math.sqrt(q.shape[-1]), dim=-1) @ v
 
 
 def flash_attention(q: Tensor, k: Tensor, v: Tensor, block: int = 64) -> Tensor:
-    """The same attention through :class:`FlashAttentionFunction` (blocks of ``block`` keys)."""
+    """The same attention through :class:`FlashAttentionFunction` (blocks of ``block`` keys).
+
+    Used in: Q28.
+    """
     return FlashAttentionFunction.apply(q, k, v, block)
 
 
@@ -226,6 +236,7 @@ def saved_for_backward(attention: Callable[..., Tensor], q: Tensor, k: Tensor, v
 
     Counted with ``torch.autograd.graph.saved_tensors_hooks``; a tensor saved twice
     (the same storage) counts once.
+    Used in: Q28.
     """
     seen: dict[tuple[int, int, tuple[int, ...]], int] = {}
 
@@ -239,7 +250,10 @@ def saved_for_backward(attention: Callable[..., Tensor], q: Tensor, k: Tensor, v
 
 
 def training_flops(attention: Callable[..., Tensor], q: Tensor, k: Tensor, v: Tensor) -> dict:
-    """FLOPs PyTorch counts for the forward and the backward pass of ``attention``."""
+    """FLOPs PyTorch counts for the forward and the backward pass of ``attention``.
+
+    Used in: Q28.
+    """
     q, k, v = (x.detach().requires_grad_() for x in (q, k, v))
     with FlopCounterMode(display=False) as forward:
         out = attention(q, k, v)

@@ -60,6 +60,7 @@ def turn_two_gap(seed: int, prefix_lm: bool) -> float:
 
     The full pass is the model's own definition of the turn-2 logits: causal over the
     whole conversation, or (prefix LM) bidirectional over everything before the reply.
+    Used in: Q32.
     """
     model, ids = _model_and_conversation(seed)
     cache = _turn_one_cache(model, ids, prefix_lm)
@@ -77,7 +78,10 @@ def turn_two_gap(seed: int, prefix_lm: bool) -> float:
 @torch.no_grad()
 def prefill_mask_gap(seed: int) -> float:
     """The first answer token's logits, prompt prefilled without a mask (bidirectional) vs
-    with the causal mask the model was trained with (relative gap)."""
+    with the causal mask the model was trained with (relative gap).
+
+    Used in: Q32.
+    """
     model, ids = _model_and_conversation(seed)
     prompt = ids[:, :PROMPT]
     causal, _ = model(prompt)
@@ -86,7 +90,10 @@ def prefill_mask_gap(seed: int) -> float:
 
 
 def turn_two_flops() -> dict[str, int]:
-    """FLOPs counted by PyTorch for turn 2: the causal decoder appends, a prefix LM re-prefills."""
+    """FLOPs counted by PyTorch for turn 2: the causal decoder appends, a prefix LM re-prefills.
+
+    Used in: Q32.
+    """
     model, ids = _model_and_conversation(0)
     cache = _turn_one_cache(model, ids, prefix_lm=False)
     follow_up = ids[:, PROMPT + ANSWER :]
@@ -104,6 +111,7 @@ def loss_fractions(length: int = 512, prefix: int = 256, seed: int = 0) -> dict[
     Causal LM: every position predicts its next token. Prefix LM: only the positions
     after the prefix. Masked LM: the positions BERT's recipe chooses (15%), counted
     from the labels :func:`qkv.mlm.mask_tokens` returns.
+    Used in: Q32.
     """
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, 1000, (64, length), generator=g)

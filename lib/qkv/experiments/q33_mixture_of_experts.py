@@ -26,7 +26,10 @@ OFFSET = 2.0  # norm scale of the direction every input shares
 
 
 def routed_by_loop(layer: MoEFeedForward, x: Tensor) -> Tensor:
-    """``x: (T, d_model)`` through ``layer``, one token and one chosen expert at a time."""
+    """``x: (T, d_model)`` through ``layer``, one token and one chosen expert at a time.
+
+    Used in: Q33.
+    """
     out = torch.zeros_like(x)
     for t in range(x.shape[0]):
         logits = layer.router(x[t])  # (E,)
@@ -38,7 +41,10 @@ def routed_by_loop(layer: MoEFeedForward, x: Tensor) -> Tensor:
 
 
 def flops_per_token(tokens: int = 64, top_k: int = 2) -> dict[str, float]:
-    """Counted FLOPs per token: the MoE layer, one expert's dense FFN, all experts' width."""
+    """Counted FLOPs per token: the MoE layer, one expert's dense FFN, all experts' width.
+
+    Used in: Q33.
+    """
     x = torch.randn(tokens, D_MODEL)
     moe = MoEFeedForward(D_MODEL, D_FF, N_EXPERTS, top_k)
     one_expert = nn.Sequential(nn.Linear(D_MODEL, D_FF), nn.GELU(), nn.Linear(D_FF, D_MODEL))
@@ -59,6 +65,7 @@ def largest_expert_share(seed: int, alpha: float) -> float:
     """Train a top-1 MoE layer with balancing weight ``alpha``; the largest expert's load after.
 
     The load is measured on 2,048 held-out inputs; uniform routing gives ``1 / 8``.
+    Used in: Q33.
     """
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the initialisation
