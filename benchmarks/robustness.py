@@ -27,9 +27,7 @@ call it in the chapter with ``CLAIMS["qNN-..."].check(value)``, run
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
 import statistics
 import sys
 import time
@@ -39,7 +37,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))  # qkv without installing
 
-import torch  # noqa: E402
 
 import qkv  # noqa: E402
 from qkv.experiments import ROBUSTNESS_DIR, Claim, modules  # noqa: E402

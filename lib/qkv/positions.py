@@ -16,14 +16,14 @@ so every Transformer adds position information somewhere:
 rescalings Hugging Face names ``rope_type`` "linear", "dynamic", "yarn" and "llama3"
 (used by :mod:`qkv.llama`, equal to ``transformers.modeling_rope_utils``).
 
-Used in: Q5, Q7, Q11, Q21.
+Used in: Q5, Q7, Q11, Q21, Q29.
 """
 
 from __future__ import annotations
 
 import math
-from numbers import Real
 from collections.abc import Mapping
+from numbers import Real
 
 import torch
 from torch import Tensor
@@ -291,6 +291,7 @@ def rope_frequencies(
 
     Returns:
         ``(inv_freq, attention_factor)``: ``(d_k / 2,)`` float64 and a float (1 except for yarn).
+    Used in: Q29.
     """
     d_k = check_int("d_k", d_k)
     if d_k < 2 or d_k % 2:
@@ -417,7 +418,7 @@ def rope_decay_bound(distances: Tensor, d_k: int, *, base: float = 10000.0) -> T
     Returns:
         ``(...)`` float64 bound factors.
 
-    Used in: Q21 (transformer/q21_positional_encodings).
+    Used in: Q21, Q29.
     """
     if not isinstance(distances, Tensor) or distances.dtype == torch.bool:
         got = distances.dtype if isinstance(distances, Tensor) else type(distances).__name__

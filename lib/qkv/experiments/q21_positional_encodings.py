@@ -13,7 +13,7 @@ One function per claimed number, each a function of the seed:
 :func:`positions_needed`, :func:`sinusoidal_at_4x`, :func:`rope_vs_sinusoidal_at_2x`;
 ``CLAIMS`` declares their margins.
 
-Used in: Q21, Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+Used in: Q21, Q29, Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
 """
 
 from __future__ import annotations
