@@ -19,6 +19,7 @@ def test_every_qkv_module_is_on_the_api_page() -> None:
     modules = {m for m in modules if not m.startswith("qkv.experiments.q")}
     page = (ROOT / "appendix" / "api.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\.\. automodule:: +(\S+)", page, flags=re.MULTILINE))
+    documented = {m for m in documented if not m.startswith("qkv.experiments.q")}
     assert modules - documented == set(), f"add to appendix/api.md: {sorted(modules - documented)}"
     assert documented - modules == set(), f"no such module: {sorted(documented - modules)}"
 
