@@ -195,7 +195,7 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(TypeError, match="model must be a qkv.gpt.GPT"):
         greedy_generate(hf_gpt2(), ids(1, 4), 2)
     with pytest.raises(TypeError, match="input_ids must be an integer tensor of token ids"):
-        greedy_generate(model, torch.ones(1, 4), 2)  # a float prompt used to decode garbage
+        greedy_generate(model, torch.ones(1, 4), 0)  # a float prompt was returned as is
     with pytest.raises(TypeError, match="token ids, got list"):
         greedy_generate(model, [[1, 2]], 2)
 
