@@ -137,6 +137,11 @@ def chapter_usage(path: Path) -> tuple[set[str], set[tuple[str, str]]]:
                     modules |= found_modules
                     objects |= found
                     value = getattr(importlib.import_module(node.module), alias.name, None)
+                    if value is None:  # a submodule not imported yet (qkv.experiments.q06_...)
+                        try:
+                            value = importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            value = None
                     if isinstance(value, ModuleType):  # from qkv import masks
                         bound[alias.asname or alias.name] = value.__name__
         for node in ast.walk(tree):

@@ -177,7 +177,7 @@ def tied_equivalent(model: Recall) -> Recall:
     ``W_O' = W_O M``, ``b_O' = b_O + W_O (b_V - M b_K)``. The copy reads its values with
     ``W_K``; the embeddings, ``W_Q`` and the classifier are copied unchanged.
     Raises ``ValueError`` for several heads (then ``d_k < d_model`` and no such ``M``
-    exists in general). Used in: Q6.
+    exists in general).
     """
     att = model.attention
     if att.n_heads != 1 or att.w_v is att.w_k or att.w_k is att.w_q:
@@ -222,7 +222,7 @@ def tie_gap(model: Recall, *, n_pairs: int = 8, n_symbols: int = 24) -> dict[str
 @experiment
 def reparametrisation_gap(seed: int) -> float:
     """:func:`tie_gap`'s ``"logit_gap"`` for the untied model of :func:`train_recall`
-    (seed ``seed``, 500 steps, ``d_model = d_k = 12``, CPU). Used in: Q6."""
+    (seed ``seed``, 500 steps, ``d_model = d_k = 12``, CPU)."""
     _, model = train_recall("untied", seed=seed, steps=500, device="cpu", return_model=True)
     return tie_gap(model)["logit_gap"]
 

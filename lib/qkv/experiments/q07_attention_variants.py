@@ -93,7 +93,7 @@ def mean_max_weight(seed: int, score: str) -> float:
 @experiment
 def dot_score_std(seed: int) -> float:
     """Standard deviation of the unscaled dot scores of :func:`compare_scores`
-    (``d = 64``: about ``sqrt(d) = 8`` for unit-variance queries and keys). Used in: Q7."""
+    (``d = 64``: about ``sqrt(d) = 8`` for unit-variance queries and keys)."""
     return compare_scores(seed)["scores"]["dot"].std().item()
 
 
@@ -156,7 +156,7 @@ def alibi_distances(seed: int, *, n_heads: int = 8, L: int = 16, d_k: int = 16) 
 def alibi_margin(seed: int) -> float:
     """Smallest of: the steps between successive heads' mean distances, and the gap
     between plain attention's distance and the farthest ALiBi head (> 0: ordered by
-    slope, all nearer than without ALiBi). Used in: Q7."""
+    slope, all nearer than without ALiBi)."""
     result = alibi_distances(seed)
     mean = result["alibi"]
     return min(mean.diff().min().item(), result["plain"] - mean.max().item())
