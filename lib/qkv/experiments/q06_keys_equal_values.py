@@ -39,7 +39,6 @@ __all__ = [
     "reparametrisation_gap",
     "absorption_error",
     "recall",
-    "CLAIMS",
 ]
 
 #: The three variants compared in Q6.

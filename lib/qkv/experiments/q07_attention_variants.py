@@ -36,7 +36,6 @@ __all__ = [
     "alibi_margin",
     "linear_vs_softmax",
     "mla_absorption",
-    "CLAIMS",
 ]
 
 

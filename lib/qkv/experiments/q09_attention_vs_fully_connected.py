@@ -31,7 +31,6 @@ __all__ = [
     "toy_mixers",
     "mixing_change",
     "sharpening",
-    "CLAIMS",
 ]
 
 

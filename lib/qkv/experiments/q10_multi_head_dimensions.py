@@ -31,7 +31,6 @@ __all__ = [
     "NeighbourRun",
     "train_neighbour_heads",
     "neighbour_weights",
-    "CLAIMS",
 ]
 
 

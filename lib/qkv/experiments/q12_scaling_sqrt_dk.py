@@ -33,9 +33,6 @@ __all__ = [
     "qk_norm_entropy",
     "folding_gaps",
     "init_logit_variance",
-    "D_K",
-    "SIZES",
-    "CLAIMS",
 ]
 
 
