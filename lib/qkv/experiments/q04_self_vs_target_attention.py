@@ -38,6 +38,7 @@ __all__ = [
     "probe_intensity",
     "InterestRun",
     "interest_run",
+    "matching_weights",
     "smallest_increase",
     "CLAIMS",
 ]
@@ -217,6 +218,29 @@ def probe_intensity(
     return totals, norms
 
 
+@experiment
+def matching_weights(
+    model: InterestCTR, catalogue: Catalogue, *, seed: int, category: int = 0, n_each: int = 4
+) -> tuple[Tensor, Tensor]:
+    """The unit's weights for a mixed probe history: ``n_each`` behaviours in ``category``
+    and ``n_each`` in other categories (seeded items), the candidate being that
+    category's centre.
+
+    Returns:
+        the weights of the matching behaviours ``(n_each,)`` and of the others ``(n_each,)``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n_categories = catalogue.centres.shape[0]
+    others = [(category + 1 + i) % n_categories for i in range(n_each)]
+    history = torch.tensor([[category] * n_each + others])  # (1, 2 * n_each)
+    device = next(model.parameters()).device
+    items = catalogue.items(history, generator).to(device)
+    candidate = catalogue.centres[category : category + 1].to(device)  # (1, d)
+    with torch.no_grad():
+        _, w = model.pool(candidate, items, torch.tensor([2 * n_each]))  # (1, 2 * n_each)
+    return w[0, :n_each].cpu(), w[0, n_each:].cpu()
+
+
 class InterestRun(NamedTuple):
     """Both trained poolings of one seed and the probes the chapter reads."""
 
@@ -224,6 +248,19 @@ class InterestRun(NamedTuple):
     accuracy: dict[str, float]  # held-out click accuracy per pooling
     total: dict[str, list[float]]  # sum of the weights for probe users k in KS
     norm: dict[str, list[float]]  # norm of the user vector for the same users
+    matching: Tensor  # DIN's weights on 4 matching behaviours of a mixed history
+    other: Tensor  # ... and on its 4 behaviours of other categories
+
+    @property
+    def selectivity(self) -> float:
+        """DIN: mean |weight| on matching behaviours over mean |weight| on the others."""
+        return (self.matching.abs().mean() / self.other.abs().mean()).item()
+
+    @property
+    def sign_agreement(self) -> float:
+        """DIN: share of the matching behaviours whose weight has their majority sign."""
+        signs = self.matching.sign()
+        return max((signs > 0).float().mean().item(), (signs < 0).float().mean().item())
 
     @property
     def gap(self) -> float:
@@ -244,7 +281,8 @@ def interest_run(seed: int, *, device: str | torch.device | None = None) -> Inte
     total, norm = {}, {}
     for name, model in models.items():
         total[name], norm[name] = probe_intensity(model, catalogue, list(KS), seed=seed)
-    return InterestRun(models, accuracy, total, norm)
+    matching, other = matching_weights(models["DIN (no softmax)"], catalogue, seed=seed)
+    return InterestRun(models, accuracy, total, norm, matching, other)
 
 
 @functools.cache
@@ -295,6 +333,22 @@ CLAIMS = claims(
         lambda seed: smallest_increase(_run(seed).total["DIN (no softmax)"]),
         ">",
         0.0,
+        SEEDS,
+    ),
+    Claim(
+        "q04-din-weight-selective",
+        "DIN, mixed history: mean |weight| of matching behaviours over that of the others",
+        lambda seed: _run(seed).selectivity,
+        ">",
+        1.5,
+        SEEDS,
+    ),
+    Claim(
+        "q04-din-weight-sign",
+        "DIN, mixed history: share of matching behaviours whose weight has the majority sign",
+        lambda seed: _run(seed).sign_agreement,
+        ">=",
+        1.0,
         SEEDS,
     ),
 )
