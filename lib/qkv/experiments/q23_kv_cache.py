@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -22,6 +24,7 @@ from qkv.kvcache import decode_step_seconds
 
 __all__ = [
     "CLAIMS",
+    "count_flops",
     "POSITIONS",
     "cross_attention_kv",
     "cross_attention_step",
@@ -44,9 +47,13 @@ def timing_model(seed: int = 0) -> tuple[GPT, Tensor]:
     return model, ids
 
 
-def _flops(fn) -> int:
-    # The math backend of F.scaled_dot_product_attention runs the two attention
-    # products as matrix products, which the counter sees (a fused CPU kernel it may not).
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of ``fn()`` (no gradients), counted by ``FlopCounterMode``.
+
+    Attention runs on the math backend of ``F.scaled_dot_product_attention``, whose two
+    products are matrix products the counter sees (a fused CPU kernel it may not).
+    Used in: Q23.
+    """
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
@@ -66,8 +73,8 @@ def step_flops(seed: int, positions: tuple[int, ...] = POSITIONS) -> dict[str, l
     for t in positions:
         with torch.no_grad():
             _, cache = model(ids[:, :t])
-        out["cache"].append(_flops(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
-        out["no cache"].append(_flops(lambda t=t: model(ids[:, : t + 1])))
+        out["cache"].append(count_flops(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
+        out["no cache"].append(count_flops(lambda t=t: model(ids[:, : t + 1])))
     return out
 
 
