@@ -131,7 +131,7 @@ def quantise_int8(x: Tensor) -> tuple[Tensor, Tensor]:
     """Symmetric 8-bit quantisation per vector: ``x: (..., d)`` -> int8, scale ``(..., 1)``.
 
     ``x ≈ q * scale`` with ``scale = max|x| / 127`` over the last axis (one scale per token
-    and head for a cache ``(B, h, m, d_k)``). Used in: Q23.
+    and head for a cache ``(B, h, m, d_k)``).
     """
     scale = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / 127
     return torch.round(x / scale).to(torch.int8), scale
