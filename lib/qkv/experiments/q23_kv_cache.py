@@ -6,9 +6,13 @@
 - :func:`step_seconds`: the same steps timed (process CPU time, one thread), for show.
 - :func:`cross_attention_step`: one decoder step of cross-attention with the encoder's
   keys and values projected once per source sentence, as a decoder caches them.
+- :func:`int8_cache`: a cache quantised to 8 bits per entry, and what it does to the
+  next token's logits.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -16,15 +20,18 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
-from qkv.experiments import claims, experiment
+from qkv.experiments import Claim, claims, experiment
 from qkv.gpt import GPT, GPTConfig
-from qkv.kvcache import decode_step_seconds
+from qkv.kvcache import KVCache, decode_step_seconds
 
 __all__ = [
     "CLAIMS",
+    "count_flops",
     "POSITIONS",
     "cross_attention_kv",
     "cross_attention_step",
+    "int8_cache",
+    "quantise_int8",
     "step_flops",
     "step_seconds",
     "timing_model",
@@ -44,9 +51,13 @@ def timing_model(seed: int = 0) -> tuple[GPT, Tensor]:
     return model, ids
 
 
-def _flops(fn) -> int:
-    # The math backend of F.scaled_dot_product_attention runs the two attention
-    # products as matrix products, which the counter sees (a fused CPU kernel it may not).
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of ``fn()`` (no gradients), counted by ``FlopCounterMode``.
+
+    Attention runs on the math backend of ``F.scaled_dot_product_attention``, whose two
+    products are matrix products the counter sees (a fused CPU kernel it may not).
+    Used in: Q23.
+    """
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
@@ -66,8 +77,8 @@ def step_flops(seed: int, positions: tuple[int, ...] = POSITIONS) -> dict[str, l
     for t in positions:
         with torch.no_grad():
             _, cache = model(ids[:, :t])
-        out["cache"].append(_flops(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
-        out["no cache"].append(_flops(lambda t=t: model(ids[:, : t + 1])))
+        out["cache"].append(count_flops(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
+        out["no cache"].append(count_flops(lambda t=t: model(ids[:, : t + 1])))
     return out
 
 
@@ -116,4 +127,53 @@ def cross_attention_step(
     return attn.w_o(out.transpose(1, 2).reshape(B, 1, attn.d_model))
 
 
-CLAIMS = claims()  # nothing here depends on the seed beyond rounding
+def quantise_int8(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric 8-bit quantisation per vector: ``x: (..., d)`` -> int8, scale ``(..., 1)``.
+
+    ``x ≈ q * scale`` with ``scale = max|x| / 127`` over the last axis (one scale per token
+    and head for a cache ``(B, h, m, d_k)``).
+    """
+    scale = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / 127
+    return torch.round(x / scale).to(torch.int8), scale
+
+
+@experiment
+def int8_cache(seed: int, prompt_len: int = 40) -> dict[str, float]:
+    """Cache a prompt in float32 and in int8 (per-vector scales); compare the next logits.
+
+    A random GPT-2 (vocabulary 101, width 48, 3 layers, 4 heads) reads ``prompt_len``
+    random tokens; the next token's logits are computed from the float32 cache and from
+    its int8 round trip. Returns ``bytes_ratio`` (int8 entries plus float32 scales over
+    float32 entries), ``max_logit_error`` relative to the logits' standard deviation, and
+    ``same_argmax`` (1.0 when every sequence's most likely next token is unchanged).
+    Used in: Q23.
+    """
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=101, n_positions=64, n_embd=48, n_layer=3, n_head=4)).eval()
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 101, (3, prompt_len + 1), generator=g)
+    with torch.no_grad():
+        _, cache = model(ids[:, :prompt_len])
+        quantised = [quantise_int8(t) for t in (*cache.keys, *cache.values)]
+        restored = [q.float() * scale for q, scale in quantised]
+        n_layers = len(cache.keys)
+        cache8 = KVCache(tuple(restored[:n_layers]), tuple(restored[n_layers:]), cache.owner)
+        exact = model(ids[:, prompt_len:], cache)[0][:, -1]  # (B, V)
+        approx = model(ids[:, prompt_len:], cache8)[0][:, -1]
+    int8_bytes = sum(q.numel() + 4 * scale.numel() for q, scale in quantised)
+    return {
+        "bytes_ratio": int8_bytes / cache.nbytes(),
+        "max_logit_error": float((approx - exact).abs().max() / exact.std()),
+        "same_argmax": float((approx.argmax(-1) == exact.argmax(-1)).all()),
+    }
+
+
+CLAIMS = claims(
+    Claim(
+        "q23-int8-cache-logits",
+        "int8 KV cache (per-vector scales): largest next-token logit error / logit std",
+        lambda seed: int8_cache(seed)["max_logit_error"],
+        "<",
+        0.01,
+    ),
+)
