@@ -111,7 +111,7 @@ def apply_rotary(x: Tensor, positions: Tensor | None = None, *, base: float = 10
     Returns:
         a new tensor shaped and typed like ``x`` (``x`` itself is not modified).
 
-    Used in: Q7 (attention/q07_attention_variants).
+    Used in: Q7, Q21.
     """
     if not isinstance(x, Tensor) or not x.dtype.is_floating_point or x.dim() < 2:
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__

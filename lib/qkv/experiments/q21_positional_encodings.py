@@ -199,20 +199,20 @@ def length_generalization(
 @experiment
 def positions_needed(seed: int) -> float:
     """At the training length: worst accuracy with positions minus accuracy without."""
-    acc = length_generalization(seed).accuracy
+    acc = length_generalization(seed=seed).accuracy
     return min(acc[k][0] for k in ("learned", "sinusoidal", "rope")) - acc["none"][0]
 
 
 @experiment
 def sinusoidal_at_4x(seed: int) -> float:
     """Copy accuracy at 64 tokens of the sinusoidal model trained on 16."""
-    return length_generalization(seed).accuracy["sinusoidal"][2]
+    return length_generalization(seed=seed).accuracy["sinusoidal"][2]
 
 
 @experiment
 def rope_vs_sinusoidal_at_2x(seed: int) -> float:
     """Copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal."""
-    acc = length_generalization(seed).accuracy
+    acc = length_generalization(seed=seed).accuracy
     return acc["rope"][1] - acc["sinusoidal"][1]
 
 
@@ -272,20 +272,20 @@ def context_extension(seed: int = 0) -> dict[str, float]:
 @experiment
 def pi_without_fine_tuning(seed: int) -> float:
     """Accuracy at 64 tokens of the RoPE model with position interpolation, not fine-tuned."""
-    return context_extension(seed)["PI, no fine-tuning"]
+    return context_extension(seed=seed)["PI, no fine-tuning"]
 
 
 @experiment
 def pi_fine_tuning_gain(seed: int) -> float:
     """Position interpolation: accuracy at 64 after the short fine-tune minus before."""
-    result = context_extension(seed)
+    result = context_extension(seed=seed)
     return result["PI + fine-tuning"] - result["PI, no fine-tuning"]
 
 
 @experiment
 def ntk_zero_shot_gain(seed: int) -> float:
     """No fine-tuning, 64 tokens: NTK-aware base minus plain extrapolation."""
-    result = context_extension(seed)
+    result = context_extension(seed=seed)
     return result["NTK-aware, no fine-tuning"] - result["extrapolate"]
 
 

@@ -174,21 +174,21 @@ def locality_experiment(
 @experiment
 def small_data_gap(seed: int) -> float:
     """With 8 training sequences: accuracy of the convolution minus full attention."""
-    result = locality_experiment(seed)
+    result = locality_experiment(seed=seed)
     return result["convolution"][0] - result["full attention"][0]
 
 
 @experiment
 def small_data_window_gap(seed: int) -> float:
     """With 8 training sequences: windowed attention minus full attention."""
-    result = locality_experiment(seed)
+    result = locality_experiment(seed=seed)
     return result["windowed attention"][0] - result["full attention"][0]
 
 
 @experiment
 def gap_narrows(seed: int) -> float:
     """Convolution minus full attention: the gap with 512 sequences minus the gap with 8."""
-    result = locality_experiment(seed)
+    result = locality_experiment(seed=seed)
     gaps = [c - a for c, a in zip(result["convolution"], result["full attention"], strict=True)]
     return gaps[-1] - gaps[0]
 
@@ -262,20 +262,20 @@ def state_tracking(seed: int = 0, *, steps: int = 200) -> dict[str, list[float]]
 @experiment
 def parity_gap(seed: int) -> float:
     """Prefix parity at the training length (16 bits): GRU accuracy minus Transformer's."""
-    result = state_tracking(seed)
+    result = state_tracking(seed=seed)
     return result["GRU"][0] - result["Transformer"][0]
 
 
 @experiment
 def transformer_parity_long(seed: int) -> float:
     """Prefix parity at 64 bits (trained on 16): the Transformer's accuracy."""
-    return state_tracking(seed)["Transformer"][1]
+    return state_tracking(seed=seed)["Transformer"][1]
 
 
 @experiment
 def gru_parity_long(seed: int) -> float:
     """Prefix parity at 64 bits (trained on 16): the GRU's accuracy."""
-    return state_tracking(seed)["GRU"][1]
+    return state_tracking(seed=seed)["GRU"][1]
 
 
 _FIVE = tuple(range(5))

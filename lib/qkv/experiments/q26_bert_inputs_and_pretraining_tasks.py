@@ -75,7 +75,6 @@ def linked_documents(
 
     Returns:
         :class:`LinkedCorpus` with ``documents (n_docs, sentences_per_doc, length)``.
-    Used in: Q26.
     """
     sizes = {
         "n_docs": n_docs,
@@ -119,8 +118,6 @@ def nsp_pairs(documents: Tensor, *, generator: torch.Generator) -> PairBatch:
     For each pair of consecutive sentences ``(A, B)``: label 1 keeps ``B``; label 0
     replaces it by a sentence drawn uniformly from the whole corpus (BERT's
     "random sentence from the corpus", which may even be on the same topic).
-
-    Used in: Q26.
     """
     first, second = _consecutive(documents)
     every_sentence = documents.reshape(-1, documents.shape[-1])
@@ -132,10 +129,7 @@ def nsp_pairs(documents: Tensor, *, generator: torch.Generator) -> PairBatch:
 
 
 def sop_pairs(documents: Tensor, *, generator: torch.Generator) -> PairBatch:
-    """Sentence-order prediction pairs, as in ALBERT: consecutive sentences, in order or swapped.
-
-    Used in: Q26.
-    """
+    """Sentence-order prediction pairs, as in ALBERT: consecutive sentences, in order or swapped."""
     first, second = _consecutive(documents)
     label = torch.randint(0, 2, (len(first),), generator=generator)
     keep = label[:, None].bool()
@@ -172,10 +166,7 @@ class BagOfWordsPairClassifier(nn.Module):
 
 
 def link_rule_accuracy(pairs: PairBatch) -> float:
-    """Accuracy of the order-aware rule "A's last word starts B" (predict 1 iff it does).
-
-    Used in: Q26.
-    """
+    """Accuracy of the order-aware rule "A's last word starts B" (predict 1 iff it does)."""
     predicted = pairs.first[:, -1] == pairs.second[:, 0]
     return (predicted == pairs.label.bool()).float().mean().item()
 
@@ -187,8 +178,6 @@ def bag_of_words_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
     400 training documents and 200 held-out documents (6 sentences each, so
     2,000 and 1,000 pairs), full-batch AdamW (lr 0.02) for ``steps`` steps with
     :func:`qkv.train.train`.
-
-    Used in: Q26.
     """
     from qkv.train import TrainConfig, evaluate, train
 
