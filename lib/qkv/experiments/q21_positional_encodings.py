@@ -13,7 +13,7 @@ One function per claimed number, each a function of the seed:
 :func:`positions_needed`, :func:`sinusoidal_at_4x`, :func:`rope_vs_sinusoidal_at_2x`;
 ``CLAIMS`` declares their margins.
 
-Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+Used in: Q21 (also ``benchmarks/robustness.py``).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def length_generalization(
     Returns:
         a :class:`LengthResult`.
 
-    Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+    Used in: Q21 (also ``benchmarks/robustness.py``).
     """
     check_int("seed", seed, 0)
     unknown = set(schemes) - set(POSITION_SCHEMES)
@@ -198,20 +198,29 @@ def length_generalization(
 
 @experiment
 def positions_needed(seed: int) -> float:
-    """At the training length: worst accuracy with positions minus accuracy without."""
+    """At the training length: worst accuracy with positions minus accuracy without.
+
+    Used in: Q21.
+    """
     acc = length_generalization(seed=seed).accuracy
     return min(acc[k][0] for k in ("learned", "sinusoidal", "rope")) - acc["none"][0]
 
 
 @experiment
 def sinusoidal_at_4x(seed: int) -> float:
-    """Copy accuracy at 64 tokens of the sinusoidal model trained on 16."""
+    """Copy accuracy at 64 tokens of the sinusoidal model trained on 16.
+
+    Used in: Q21.
+    """
     return length_generalization(seed=seed).accuracy["sinusoidal"][2]
 
 
 @experiment
 def rope_vs_sinusoidal_at_2x(seed: int) -> float:
-    """Copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal."""
+    """Copy accuracy at 32 tokens (trained on 16): RoPE minus sinusoidal.
+
+    Used in: Q21.
+    """
     acc = length_generalization(seed=seed).accuracy
     return acc["rope"][1] - acc["sinusoidal"][1]
 
@@ -235,7 +244,7 @@ def context_extension(seed: int = 0) -> dict[str, float]:
 
     Returns ``{name: accuracy}`` on 64 held-out sequences of 64 tokens.
 
-    Used in: Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+    Used in: Q21 (also ``benchmarks/robustness.py``).
     """
     import copy
 
@@ -271,20 +280,29 @@ def context_extension(seed: int = 0) -> dict[str, float]:
 
 @experiment
 def pi_without_fine_tuning(seed: int) -> float:
-    """Accuracy at 64 tokens of the RoPE model with position interpolation, not fine-tuned."""
+    """Accuracy at 64 tokens of the RoPE model with position interpolation, not fine-tuned.
+
+    Used in: Q21.
+    """
     return context_extension(seed=seed)["PI, no fine-tuning"]
 
 
 @experiment
 def pi_fine_tuning_gain(seed: int) -> float:
-    """Position interpolation: accuracy at 64 after the short fine-tune minus before."""
+    """Position interpolation: accuracy at 64 after the short fine-tune minus before.
+
+    Used in: Q21.
+    """
     result = context_extension(seed=seed)
     return result["PI + fine-tuning"] - result["PI, no fine-tuning"]
 
 
 @experiment
 def ntk_zero_shot_gain(seed: int) -> float:
-    """No fine-tuning, 64 tokens: NTK-aware base minus plain extrapolation."""
+    """No fine-tuning, 64 tokens: NTK-aware base minus plain extrapolation.
+
+    Used in: Q21.
+    """
     result = context_extension(seed=seed)
     return result["NTK-aware, no fine-tuning"] - result["extrapolate"]
 

@@ -21,7 +21,7 @@ in one unit and a fixed-depth Transformer must recompute from the whole prefix a
 every position (Hahn 2020). :func:`state_tracking` trains a small GRU and a larger
 causal Transformer on 16 bits and tests them on 16 and 64.
 
-Used in: Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
+Used in: Q25 (also ``benchmarks/robustness.py``).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def locality_experiment(
     Returns:
         ``{model name: [accuracy for each budget]}``.
 
-    Used in: Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
+    Used in: Q25 (also ``benchmarks/robustness.py``).
     """
     check_int("seed", seed, 0)
     for n_train in budgets:
@@ -173,21 +173,30 @@ def locality_experiment(
 
 @experiment
 def small_data_gap(seed: int) -> float:
-    """With 8 training sequences: accuracy of the convolution minus full attention."""
+    """With 8 training sequences: accuracy of the convolution minus full attention.
+
+    Used in: Q25.
+    """
     result = locality_experiment(seed=seed)
     return result["convolution"][0] - result["full attention"][0]
 
 
 @experiment
 def small_data_window_gap(seed: int) -> float:
-    """With 8 training sequences: windowed attention minus full attention."""
+    """With 8 training sequences: windowed attention minus full attention.
+
+    Used in: Q25.
+    """
     result = locality_experiment(seed=seed)
     return result["windowed attention"][0] - result["full attention"][0]
 
 
 @experiment
 def gap_narrows(seed: int) -> float:
-    """Convolution minus full attention: the gap with 512 sequences minus the gap with 8."""
+    """Convolution minus full attention: the gap with 512 sequences minus the gap with 8.
+
+    Used in: Q25.
+    """
     result = locality_experiment(seed=seed)
     gaps = [c - a for c, a in zip(result["convolution"], result["full attention"], strict=True)]
     return gaps[-1] - gaps[0]
@@ -234,7 +243,7 @@ def state_tracking(seed: int = 0, *, steps: int = 200) -> dict[str, list[float]]
     Returns:
         ``{model name: [accuracy at each length]}``, models as in :data:`PARITY_MODELS`.
 
-    Used in: Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
+    Used in: Q25 (also ``benchmarks/robustness.py``).
     """
     check_int("seed", seed, 0)
     config = TrainConfig(steps=steps, lr=3e-3, seed=seed)
@@ -261,20 +270,29 @@ def state_tracking(seed: int = 0, *, steps: int = 200) -> dict[str, list[float]]
 
 @experiment
 def parity_gap(seed: int) -> float:
-    """Prefix parity at the training length (16 bits): GRU accuracy minus Transformer's."""
+    """Prefix parity at the training length (16 bits): GRU accuracy minus Transformer's.
+
+    Used in: Q25.
+    """
     result = state_tracking(seed=seed)
     return result["GRU"][0] - result["Transformer"][0]
 
 
 @experiment
 def transformer_parity_long(seed: int) -> float:
-    """Prefix parity at 64 bits (trained on 16): the Transformer's accuracy."""
+    """Prefix parity at 64 bits (trained on 16): the Transformer's accuracy.
+
+    Used in: Q25.
+    """
     return state_tracking(seed=seed)["Transformer"][1]
 
 
 @experiment
 def gru_parity_long(seed: int) -> float:
-    """Prefix parity at 64 bits (trained on 16): the GRU's accuracy."""
+    """Prefix parity at 64 bits (trained on 16): the GRU's accuracy.
+
+    Used in: Q25.
+    """
     return state_tracking(seed=seed)["GRU"][1]
 
 

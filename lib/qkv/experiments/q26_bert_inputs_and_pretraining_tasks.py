@@ -13,7 +13,7 @@ sentence before it, so the order is recoverable from the two sentences alone (by
 a model that knows which word comes first and last), but not from their bags of
 words. :func:`bag_of_words_accuracy` is the claimed number (``CLAIMS``).
 
-Used in: Q26 (bert/q26_bert_inputs_and_pretraining_tasks); ``benchmarks/robustness.py``.
+Used in: Q26 (also ``benchmarks/robustness.py``).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def linked_documents(
 
     Returns:
         :class:`LinkedCorpus` with ``documents (n_docs, sentences_per_doc, length)``.
+    Used in: Q26.
     """
     sizes = {
         "n_docs": n_docs,
@@ -118,6 +119,7 @@ def nsp_pairs(documents: Tensor, *, generator: torch.Generator) -> PairBatch:
     For each pair of consecutive sentences ``(A, B)``: label 1 keeps ``B``; label 0
     replaces it by a sentence drawn uniformly from the whole corpus (BERT's
     "random sentence from the corpus", which may even be on the same topic).
+    Used in: Q26.
     """
     first, second = _consecutive(documents)
     every_sentence = documents.reshape(-1, documents.shape[-1])
@@ -129,7 +131,10 @@ def nsp_pairs(documents: Tensor, *, generator: torch.Generator) -> PairBatch:
 
 
 def sop_pairs(documents: Tensor, *, generator: torch.Generator) -> PairBatch:
-    """Sentence-order prediction pairs, as in ALBERT: consecutive sentences, in order or swapped."""
+    """Sentence-order prediction pairs, as in ALBERT: consecutive sentences, in order or swapped.
+
+    Used in: Q26.
+    """
     first, second = _consecutive(documents)
     label = torch.randint(0, 2, (len(first),), generator=generator)
     keep = label[:, None].bool()
@@ -166,7 +171,10 @@ class BagOfWordsPairClassifier(nn.Module):
 
 
 def link_rule_accuracy(pairs: PairBatch) -> float:
-    """Accuracy of the order-aware rule "A's last word starts B" (predict 1 iff it does)."""
+    """Accuracy of the order-aware rule "A's last word starts B" (predict 1 iff it does).
+
+    Used in: Q26.
+    """
     predicted = pairs.first[:, -1] == pairs.second[:, 0]
     return (predicted == pairs.label.bool()).float().mean().item()
 
@@ -178,6 +186,7 @@ def bag_of_words_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
     400 training documents and 200 held-out documents (6 sentences each, so
     2,000 and 1,000 pairs), full-batch AdamW (lr 0.02) for ``steps`` steps with
     :func:`qkv.train.train`.
+    Used in: Q26.
     """
     from qkv.train import TrainConfig, evaluate, train
 
