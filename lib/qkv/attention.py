@@ -102,7 +102,7 @@ def scaled_dot_product_attention(
     Raises:
         ValueError: a mask or shapes outside the rules above, a bad ``scale``, or NaN/inf.
 
-    Used in: Q1, Q2, Q4, Q5, Q8, Q20, Q25.
+    Used in: Q1, Q2, Q4, Q5, Q7, Q8, Q20, Q25.
     """
     check_qkv(q, k, v)
     mask = check_attention_mask(mask, key_padding_mask, q.shape, k.shape[-2], q.dtype, q.device)

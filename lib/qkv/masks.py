@@ -203,7 +203,7 @@ def to_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
         all ``-inf``, NaN in a plain softmax: :func:`masked_softmax` and qkv's attention
         return zeros for it.
 
-    Used in: Q8.
+    Used in: Q7, Q8.
     """
     _check_bool(mask, "mask")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

@@ -13,7 +13,7 @@ One function per claimed number, each a function of the seed:
 :func:`positions_needed`, :func:`sinusoidal_at_4x`, :func:`rope_vs_sinusoidal_at_2x`;
 ``CLAIMS`` declares their margins.
 
-Used in: Q21, Q29, Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+Used in: Q21, Q29.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def length_generalization(
     Returns:
         a :class:`LengthResult`.
 
-    Used in: Q21, Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+    Used in: Q21 (also ``benchmarks/robustness.py``).
     """
     check_int("seed", seed, 0)
     unknown = set(schemes) - set(POSITION_SCHEMES)
@@ -202,7 +202,7 @@ def positions_needed(seed: int) -> float:
 
     Used in: Q21.
     """
-    acc = length_generalization(seed).accuracy
+    acc = length_generalization(seed=seed).accuracy
     return min(acc[k][0] for k in ("learned", "sinusoidal", "rope")) - acc["none"][0]
 
 
@@ -212,7 +212,7 @@ def sinusoidal_at_4x(seed: int) -> float:
 
     Used in: Q21.
     """
-    return length_generalization(seed).accuracy["sinusoidal"][2]
+    return length_generalization(seed=seed).accuracy["sinusoidal"][2]
 
 
 @experiment
@@ -221,7 +221,7 @@ def rope_vs_sinusoidal_at_2x(seed: int) -> float:
 
     Used in: Q21.
     """
-    acc = length_generalization(seed).accuracy
+    acc = length_generalization(seed=seed).accuracy
     return acc["rope"][1] - acc["sinusoidal"][1]
 
 
@@ -244,7 +244,7 @@ def context_extension(seed: int = 0) -> dict[str, float]:
 
     Returns ``{name: accuracy}`` on 64 held-out sequences of 64 tokens.
 
-    Used in: Q21, Q21 (transformer/q21_positional_encodings); ``benchmarks/robustness.py``.
+    Used in: Q21 (also ``benchmarks/robustness.py``).
     """
     import copy
 
@@ -284,7 +284,7 @@ def pi_without_fine_tuning(seed: int) -> float:
 
     Used in: Q21.
     """
-    return context_extension(seed)["PI, no fine-tuning"]
+    return context_extension(seed=seed)["PI, no fine-tuning"]
 
 
 @experiment
@@ -293,7 +293,7 @@ def pi_fine_tuning_gain(seed: int) -> float:
 
     Used in: Q21.
     """
-    result = context_extension(seed)
+    result = context_extension(seed=seed)
     return result["PI + fine-tuning"] - result["PI, no fine-tuning"]
 
 
@@ -303,7 +303,7 @@ def ntk_zero_shot_gain(seed: int) -> float:
 
     Used in: Q21.
     """
-    result = context_extension(seed)
+    result = context_extension(seed=seed)
     return result["NTK-aware, no fine-tuning"] - result["extrapolate"]
 
 

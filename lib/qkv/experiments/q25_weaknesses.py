@@ -21,7 +21,7 @@ in one unit and a fixed-depth Transformer must recompute from the whole prefix a
 every position (Hahn 2020). :func:`state_tracking` trains a small GRU and a larger
 causal Transformer on 16 bits and tests them on 16 and 64.
 
-Used in: Q25, Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
+Used in: Q25 (also ``benchmarks/robustness.py``).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def locality_experiment(
     Returns:
         ``{model name: [accuracy for each budget]}``.
 
-    Used in: Q25, Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
+    Used in: Q25 (also ``benchmarks/robustness.py``).
     """
     check_int("seed", seed, 0)
     for n_train in budgets:
@@ -177,7 +177,7 @@ def small_data_gap(seed: int) -> float:
 
     Used in: Q25.
     """
-    result = locality_experiment(seed)
+    result = locality_experiment(seed=seed)
     return result["convolution"][0] - result["full attention"][0]
 
 
@@ -187,7 +187,7 @@ def small_data_window_gap(seed: int) -> float:
 
     Used in: Q25.
     """
-    result = locality_experiment(seed)
+    result = locality_experiment(seed=seed)
     return result["windowed attention"][0] - result["full attention"][0]
 
 
@@ -197,7 +197,7 @@ def gap_narrows(seed: int) -> float:
 
     Used in: Q25.
     """
-    result = locality_experiment(seed)
+    result = locality_experiment(seed=seed)
     gaps = [c - a for c, a in zip(result["convolution"], result["full attention"], strict=True)]
     return gaps[-1] - gaps[0]
 
@@ -243,7 +243,7 @@ def state_tracking(seed: int = 0, *, steps: int = 200) -> dict[str, list[float]]
     Returns:
         ``{model name: [accuracy at each length]}``, models as in :data:`PARITY_MODELS`.
 
-    Used in: Q25, Q25 (transformer/q25_weaknesses); ``benchmarks/robustness.py``.
+    Used in: Q25 (also ``benchmarks/robustness.py``).
     """
     check_int("seed", seed, 0)
     config = TrainConfig(steps=steps, lr=3e-3, seed=seed)
@@ -274,7 +274,7 @@ def parity_gap(seed: int) -> float:
 
     Used in: Q25.
     """
-    result = state_tracking(seed)
+    result = state_tracking(seed=seed)
     return result["GRU"][0] - result["Transformer"][0]
 
 
@@ -284,7 +284,7 @@ def transformer_parity_long(seed: int) -> float:
 
     Used in: Q25.
     """
-    return state_tracking(seed)["Transformer"][1]
+    return state_tracking(seed=seed)["Transformer"][1]
 
 
 @experiment
@@ -293,7 +293,7 @@ def gru_parity_long(seed: int) -> float:
 
     Used in: Q25.
     """
-    return state_tracking(seed)["GRU"][1]
+    return state_tracking(seed=seed)["GRU"][1]
 
 
 _FIVE = tuple(range(5))

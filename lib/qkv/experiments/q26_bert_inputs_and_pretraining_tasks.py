@@ -13,7 +13,7 @@ sentence before it, so the order is recoverable from the two sentences alone (by
 a model that knows which word comes first and last), but not from their bags of
 words. :func:`bag_of_words_accuracy` is the claimed number (``CLAIMS``).
 
-Used in: Q26, Q26 (bert/q26_bert_inputs_and_pretraining_tasks); ``benchmarks/robustness.py``.
+Used in: Q26 (also ``benchmarks/robustness.py``).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def linked_documents(
     }
     for name, value in sizes.items():
         check_int(name, value, 1)
-    length = check_int("length", length, 3)  # link in, words, link out
+    if not isinstance(length, int) or length < 3:
+        raise ValueError(f"length must be an int >= 3 (link in, words, link out), got {length!r}")
     if not 0.0 <= topic_share <= 1.0:
         raise ValueError(f"topic_share must be in [0, 1], got {topic_share}")
     shape = (n_docs, sentences_per_doc, length)
@@ -118,7 +119,6 @@ def nsp_pairs(documents: Tensor, *, generator: torch.Generator) -> PairBatch:
     For each pair of consecutive sentences ``(A, B)``: label 1 keeps ``B``; label 0
     replaces it by a sentence drawn uniformly from the whole corpus (BERT's
     "random sentence from the corpus", which may even be on the same topic).
-
     Used in: Q26.
     """
     first, second = _consecutive(documents)
@@ -186,7 +186,6 @@ def bag_of_words_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
     400 training documents and 200 held-out documents (6 sentences each, so
     2,000 and 1,000 pairs), full-batch AdamW (lr 0.02) for ``steps`` steps with
     :func:`qkv.train.train`.
-
     Used in: Q26.
     """
     from qkv.train import TrainConfig, evaluate, train
