@@ -13,8 +13,9 @@ A Sphinx extension of the book (``_config.yml`` loads it):
 - **Exercises carry the chapter's number.** sphinx-exercise numbers exercises through
   the whole book (Q14's exercise was "Exercise 13"); here a chapter's exercises are
   renumbered "Exercise 14" (or 14.1, 14.2 when a chapter has several).
-- **Alt text.** A figure drawn by a code cell gets its file path as alt text from
-  myst-nb; it gets "Figure: <the section's title>" instead.
+- **Alt text.** A figure drawn by a code cell has no alt text in myst-nb, so the HTML
+  shows its file path; it gets "Figure: <the section's title>" instead. (A chapter can
+  give a better one in the cell's metadata: ``mystnb: {image: {alt: ...}}``.)
 - **Heading and box titles.** Under the heading "The 30-second answer", the two boxes
   are shown as "English" and "中文" instead of repeating the heading. The notebooks keep
   their admonition titles, which ``_ext/takeaways.py`` reads.
@@ -157,20 +158,25 @@ def alt_text_is_a_path(alt: str | None) -> bool:
     return bool(alt) and bool(_PATH_LIKE.search(alt.strip()))
 
 
-def fix_doctree(app, doctree: nodes.document) -> None:
-    docname = app.env.docname
-    if not _CHAPTER.search(docname):
+def retitle_answer_boxes(app, doctree: nodes.document) -> None:
+    """Under the heading "The 30-second answer", title the boxes "English" and "中文"."""
+    if not _CHAPTER.search(app.env.docname):
         return
-    for image in doctree.findall(nodes.image):
-        if not image.get("alt") or alt_text_is_a_path(image["alt"]):
-            where = _section_title(image)
-            image["alt"] = f"Figure: {where}" if where else "Figure"
     for box in doctree.findall(nodes.admonition):
         title = box.next_node(nodes.title)
         if title is None or title.astext() not in SHOWN_AS:
             continue
         if _section_title(box) == EN_ANSWER:  # the heading already says it
             title.children = [nodes.Text(SHOWN_AS[title.astext()])]
+
+
+def describe_figures(app, doctree: nodes.document, docname: str) -> None:
+    """A figure without alt text (HTML then shows its file path) or with a path as alt
+    text gets "Figure: <its section's title>"."""
+    for image in doctree.findall(nodes.image):
+        if not image.get("alt") or alt_text_is_a_path(image["alt"]):
+            where = _section_title(image)
+            image["alt"] = f"Figure: {where}" if where else "Figure"
 
 
 def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -198,6 +204,7 @@ def setup(app):
     app.add_search_language(BilingualSearch)
     app.connect("config-inited", _resolve_scorer)
     app.connect("env-get-updated", number_exercises_by_chapter, priority=900)
-    app.connect("doctree-read", fix_doctree)
+    app.connect("doctree-read", retitle_answer_boxes)
+    app.connect("doctree-resolved", describe_figures)
     app.connect("html-page-context", drop_duplicate_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
