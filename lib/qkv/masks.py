@@ -25,7 +25,7 @@ allowed and the dtype's most negative finite value where not. That value, rather
 than ``-1e9``, is used because ``-1e9`` overflows to ``-inf`` in float16 (its
 largest magnitude is 65504).
 
-Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15, Q32.
+Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15, Q27, Q32.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def causal_mask(
     Returns:
         ``(n, m)`` bool, ``True`` = allowed (on and below the aligned diagonal).
 
-    Used in: Q2, Q7, Q11, Q14, Q15, Q32.
+    Used in: Q2, Q7, Q11, Q14, Q15, Q27, Q32.
     """
     m = n if m is None else m
     n, m = check_int("n", n, 0), check_int("m", m, 0)
