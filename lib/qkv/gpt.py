@@ -40,7 +40,7 @@ class GPTConfig:
     """GPT-2's sizes, with Hugging Face's field names and defaults (GPT-2 small, 124M).
 
     ``n_inner`` (the MLP width ``d_ff``) defaults to ``4 * n_embd``.
-    Used in: Q11, Q23.
+    Used in: Q11, Q23, Q27.
     """
 
     vocab_size: int = 50257
@@ -114,7 +114,10 @@ class CausalSelfAttention(MultiHeadAttention):
 
 
 class Block(nn.Module):
-    """A Pre-LN GPT-2 block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``."""
+    """A Pre-LN GPT-2 block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``.
+
+    Used in: Q27.
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -203,7 +206,7 @@ class GPT(Decoder):
     ``initializer_range``, the two output projections of each block scaled by
     ``1 / sqrt(2 * n_layer)``, zero biases, LayerNorm 1 and 0.
 
-    Used in: Q11.
+    Used in: Q11, Q27.
     """
 
     def __init__(self, config: GPTConfig) -> None:

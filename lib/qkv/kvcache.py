@@ -67,7 +67,7 @@ def kv_cache_bytes(
     grouped-query attention fewer; multi-query attention 1. ``bytes_per_element`` is 2
     for float16/bfloat16, 4 for float32, 1 for an 8-bit cache.
 
-    Used in: Q23 (transformer/q23_kv_cache).
+    Used in: Q23, Q27.
     """
     sizes = dict(n_layers=n_layers, n_kv_heads=n_kv_heads, d_head=d_head,
                  bytes_per_element=bytes_per_element, batch_size=batch_size)  # fmt: skip

@@ -58,6 +58,7 @@ class LlamaConfig:
     ``{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}``
     (:func:`qkv.positions.rope_frequencies`). ``max_position_embeddings`` bounds nothing: it
     is the trained length that "dynamic" scaling starts from.
+    Used in: Q27.
     """
 
     vocab_size: int = 32000
@@ -155,6 +156,7 @@ def llama_config(name: str) -> LlamaConfig:
 
         with torch.device("meta"):
             model = Llama(llama_config("Llama-2-7B"))
+    Used in: Q27.
     """
     if name not in _PUBLISHED:
         raise ValueError(f"name must be one of {sorted(_PUBLISHED)}, got {name!r}")
@@ -210,6 +212,7 @@ class Llama(Decoder):
     Weights start as Hugging Face's: normal with standard deviation ``initializer_range``,
     RMSNorm gains 1. Build it under ``torch.device("meta")`` to count a large configuration
     without allocating it (:func:`llama_config`).
+    Used in: Q27.
     """
 
     def __init__(self, config: LlamaConfig) -> None:

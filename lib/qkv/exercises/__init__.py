@@ -45,6 +45,7 @@ from .q23_kv_cache import check_cached_attention_step
 from .q24_original_training_recipe import check_label_smoothed_loss
 from .q25_weaknesses import check_attention_flops
 from .q26_bert_inputs_and_pretraining_tasks import check_bert_input_sum
+from .q27_compute_and_memory import check_forward_flops
 from .q28_flash_attention import check_merge_partials
 from .q29_long_context import check_pi_frequencies
 from .q32_decoder_only import check_prefix_lm_mask
@@ -82,6 +83,7 @@ __all__ = [
     "check_adam_step",
     "check_layer_norm",
     "check_label_smoothed_loss",
+    "check_forward_flops",
     "check_merge_partials",
     "check_pi_frequencies",
     "check_prefix_lm_mask",
