@@ -47,6 +47,7 @@ from .q25_weaknesses import check_attention_flops
 from .q26_bert_inputs_and_pretraining_tasks import check_bert_input_sum
 from .q27_compute_and_memory import check_forward_flops
 from .q28_flash_attention import check_merge_partials
+from .q30_llama_block import check_swiglu
 from .q32_decoder_only import check_prefix_lm_mask
 
 __all__ = [
@@ -83,5 +84,6 @@ __all__ = [
     "check_label_smoothed_loss",
     "check_forward_flops",
     "check_merge_partials",
+    "check_swiglu",
     "check_prefix_lm_mask",
 ]
