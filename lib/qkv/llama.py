@@ -58,7 +58,7 @@ class LlamaConfig:
     ``{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}``
     (:func:`qkv.positions.rope_frequencies`). ``max_position_embeddings`` bounds nothing: it
     is the trained length that "dynamic" scaling starts from.
-    Used in: Q27.
+    Used in: Q27, Q30.
     """
 
     vocab_size: int = 32000
@@ -156,7 +156,7 @@ def llama_config(name: str) -> LlamaConfig:
 
         with torch.device("meta"):
             model = Llama(llama_config("Llama-2-7B"))
-    Used in: Q27.
+    Used in: Q27, Q30.
     """
     if name not in _PUBLISHED:
         raise ValueError(f"name must be one of {sorted(_PUBLISHED)}, got {name!r}")
@@ -306,7 +306,7 @@ def llama_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: LlamaConf
     Returns:
         A :class:`Llama` in eval mode on the device and dtype of the embedding.
 
-    Used in: tests/test_llama.py (the Hugging Face reference check).
+    Used in: Q30, tests/test_llama.py (the Hugging Face reference check).
     """
     if not isinstance(config, LlamaConfig):
         raise TypeError(f"config must be a qkv.llama.LlamaConfig, got {type(config).__name__}")

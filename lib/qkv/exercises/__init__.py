@@ -48,6 +48,7 @@ from .q26_bert_inputs_and_pretraining_tasks import check_bert_input_sum
 from .q27_compute_and_memory import check_forward_flops
 from .q28_flash_attention import check_merge_partials
 from .q29_long_context import check_pi_frequencies
+from .q30_llama_block import check_swiglu
 from .q32_decoder_only import check_prefix_lm_mask
 from .q33_mixture_of_experts import check_load_balancing_loss
 
@@ -86,6 +87,7 @@ __all__ = [
     "check_forward_flops",
     "check_merge_partials",
     "check_pi_frequencies",
+    "check_swiglu",
     "check_prefix_lm_mask",
     "check_load_balancing_loss",
 ]
