@@ -315,9 +315,9 @@ def test_moved_names_stay_valid_under_qkv_data():
 
 
 def test_numpy_integer_seeds_are_seeds():
-    from qkv.din import make_catalogue
-    from qkv.kernel_regression import noisy_sine
-    from qkv.mlm import isolated_mask_batch
+    from qkv.experiments.q01_what_is_attention import noisy_sine
+    from qkv.experiments.q04_self_vs_target_attention import make_catalogue
+    from qkv.experiments.q16_mask_rate import isolated_mask_batch
 
     catalogue = make_catalogue(generator=np.int64(3))
     assert torch.equal(catalogue.centres, make_catalogue(generator=3).centres)

@@ -81,7 +81,7 @@ def test_bag_counts_words() -> None:
     ("kwargs", "match"),
     [
         ({"n_docs": 0}, "n_docs"),
-        ({"n_docs": 3, "length": 2}, "length must be >= 3"),
+        ({"n_docs": 3, "length": 2}, "length must be an int >= 3"),
         ({"n_docs": 3, "topic_share": 1.5}, "topic_share"),
     ],
 )

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qkv._checks import check_int
+from qkv._checks import check_generator, check_int
 from qkv.bert import BertConfig
 from qkv.experiments import Claim, claims, experiment
 from qkv.markov import MarkovLanguage
@@ -154,7 +154,7 @@ def isolated_mask_batch(
     """
     check_int("size", size, 1)
     check_int("length", length, 3)
-    g = torch.Generator().manual_seed(generator) if isinstance(generator, int) else generator
+    g = check_generator(generator)  # a generator, or an int seed (numpy integers too)
     words = language.sample(size, length, generator=g)
     position = torch.randint(1, length - 1, (size,), generator=g)
     return words, position
