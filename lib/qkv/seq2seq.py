@@ -39,8 +39,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from qkv._checks import check_int
 from qkv.attention import AdditiveAttention
-from qkv.tasks import DIGIT_VOCAB_SIZE, Seq2SeqBatch, digit_seq2seq
 from qkv.masks import padding_mask
+from qkv.tasks import DIGIT_VOCAB_SIZE, Seq2SeqBatch, digit_seq2seq
 from qkv.train import History, TrainConfig, train
 
 __all__ = [
