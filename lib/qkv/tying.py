@@ -57,7 +57,7 @@ def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
         trainable_only: count only parameters with ``requires_grad``.
     Returns:
         the number of scalars.
-    Used in: Q3, Q6, Q7, Q9, Q10, Q11, Q15, Q17, Q18, Q25, Q27.
+    Used in: Q3, Q6, Q7, Q9, Q10, Q11, Q15, Q17, Q18, Q25, Q27, Q30.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")

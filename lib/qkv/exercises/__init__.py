@@ -49,6 +49,7 @@ from .q27_compute_and_memory import check_forward_flops
 from .q28_flash_attention import check_merge_partials
 from .q29_long_context import check_pi_frequencies
 from .q30_llama_block import check_swiglu
+from .q31_training_stability import check_soft_cap
 from .q32_decoder_only import check_prefix_lm_mask
 from .q33_mixture_of_experts import check_load_balancing_loss
 
@@ -88,6 +89,7 @@ __all__ = [
     "check_merge_partials",
     "check_pi_frequencies",
     "check_swiglu",
+    "check_soft_cap",
     "check_prefix_lm_mask",
     "check_load_balancing_loss",
 ]

@@ -85,6 +85,7 @@ def llama_parameters(c: LlamaConfig) -> dict[str, int]:
 
     Per layer: ``W_q, W_o`` of ``d x h d_k``, ``W_k, W_v`` of ``d x h_kv d_k`` (GQA),
     three SwiGLU matrices of ``d x d_ff``, two RMSNorm gains of ``d``; no biases.
+    Used in: Q27.
     """
     d, q_width, kv_width = c.hidden_size, c.num_attention_heads * c.head_dim, (
         c.num_key_value_heads * c.head_dim
@@ -103,6 +104,7 @@ def gpt_parameters(c: GPTConfig) -> dict[str, int]:
 
     Attention ``4 d^2 + 4 d`` (weights and biases), MLP ``2 d d_ff + d_ff + d``, two
     LayerNorms ``4 d``; a token and a position table; the output layer is tied.
+    Used in: Q27.
     """
     d = c.n_embd
     attention = 4 * d * d + 4 * d
@@ -142,6 +144,7 @@ def forward_flops(c: LlamaConfig | GPTConfig, batch: int, n: int, past: int = 0)
     head, ``Q K^T`` and ``P V`` each cost ``2 x n x m x d_k`` with ``m = past + n`` keys:
     ``4 x n_layers x batch x n x m x h d_k``. A dense kernel computes the masked half too;
     Kaplan et al.'s ``2 n_layer n_ctx d_attn`` per token is half of this term at ``m = n``.
+    Used in: Q27.
     """
     n_layers, width = _attention_shape(c)
     linear = 2 * matmul_weights(c) * batch * n
@@ -158,6 +161,7 @@ def counted_flops(
     products the counter sees. Returns ``{"linear", "attention", "forward"}`` (products
     with a weight matrix, ``mm``/``addmm``; products between activations, ``bmm``; their
     sum) and ``"backward"`` when asked.
+    Used in: Q27.
     """
     with sdpa_kernel(SDPBackend.MATH), torch.set_grad_enabled(backward):
         with FlopCounterMode(display=False) as counter:
@@ -179,6 +183,7 @@ def storage_bytes(tensors: tuple[Tensor, ...] | list[Tensor]) -> int:
     """Bytes of the storages behind ``tensors``, each storage counted once.
 
     A view of a larger buffer counts the whole buffer: what the memory really holds.
+    Used in: Q27.
     """
     seen: dict[int, int] = {}
     for t in tensors:
@@ -193,6 +198,7 @@ def adam_state_bytes(model: nn.Module) -> int:
 
     Adam keeps two moments per parameter, in the parameters' dtype (``exp_avg``,
     ``exp_avg_sq``); the step counters are one scalar per tensor.
+    Used in: Q27.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-3)
@@ -216,7 +222,10 @@ def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 @experiment
 def matmul_flops_per_second(size: int = 1024, repeats: int = 3) -> float:
-    """Float32 FLOP/s of a ``size x size`` matrix product on one thread (best of ``repeats``)."""
+    """Float32 FLOP/s of a ``size x size`` matrix product on one thread (best of ``repeats``).
+
+    Used in: Q27.
+    """
     a, b = torch.randn(size, size), torch.randn(size, size)
     return 2 * size**3 / _best_seconds(lambda: a @ b, repeats)
 
@@ -227,6 +236,7 @@ def read_bytes_per_second(mib: int = 128, repeats: int = 3) -> float:
 
     A sum reads each element once and writes nothing: a streaming read, the traffic of a
     decoding step, from a buffer larger than the caches.
+    Used in: Q27.
     """
     x = torch.ones(mib * 2**20 // 4)
     return 4 * x.numel() / _best_seconds(x.sum, repeats)
@@ -238,6 +248,7 @@ def gemv_and_gemm(d: int = 4096, tokens: int = 128, repeats: int = 3) -> dict[st
 
     Returns ``{name: (FLOPs per byte, FLOP/s)}``: intensity counted (FLOPs over the bytes
     of weight, input and output), throughput measured on one thread.
+    Used in: Q27.
     """
     w = torch.randn(d, d)
     result = {}
@@ -257,6 +268,7 @@ def intensity(
     Bytes: the matrix weights read once for the whole batch, each sequence's cached keys
     and values read, and the new ones written (activations left out: they are small
     next to the weights at these sizes, and a fused kernel keeps them on chip).
+    Used in: Q27.
     """
     kv_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim
     moved = bytes_per_element * (matmul_weights(c) + batch * kv_per_token * (past + n))
@@ -270,6 +282,7 @@ def tokens_that_fit(
 
     Weights and cache both in ``bytes_per_element`` (2 for bf16). ``reserve``: bytes kept
     for activations and the framework. Returns 0 when the weights alone do not fit.
+    Used in: Q27.
     """
     weights = llama_parameters(c)["total"] * bytes_per_element
     per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * bytes_per_element

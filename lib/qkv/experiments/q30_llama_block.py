@@ -51,6 +51,7 @@ def swiglu_hidden_size(d_model: int, multiple_of: int = 256) -> int:
     Meta's ``FeedForward`` (LLaMA 1 and 2 code) computes ``hidden_dim = int(2 * 4d / 3)``
     then ``multiple_of * ceil(hidden_dim / multiple_of)``; larger models also multiply
     by ``ffn_dim_multiplier`` before rounding (not modelled here).
+    Used in: Q30.
     """
     hidden = int(2 * 4 * d_model / 3)
     return multiple_of * math.ceil(hidden / multiple_of)
@@ -67,6 +68,7 @@ def ffn_counts(d_model: int, tokens: int = 8) -> dict[str, tuple[int, int]]:
 
     "GELU, 4d, no bias", "SwiGLU, 8d/3" and "SwiGLU, 4d" (the width a careless swap keeps).
     ``d_model`` must be a multiple of 3 so that ``8 d / 3`` is whole.
+    Used in: Q30.
     """
     if d_model % 3:
         raise ValueError(f"d_model must be a multiple of 3 for 8d/3 to be whole, got {d_model}")
@@ -86,6 +88,7 @@ def norm_seconds(tokens: int = 4096, d_model: int = 1024, repeats: int = 5) -> d
 
     The written-out pair computes each statistic with the same elementary operations, so
     their difference is the work RMSNorm drops (the mean and its subtraction, the bias).
+    Used in: Q30.
     """
     x = torch.randn(tokens, d_model)
     norms = {
@@ -110,6 +113,7 @@ def models(vocab_size: int) -> dict[str, nn.Module]:
 
     GPT-2: learned positions, LayerNorm, GELU MLP of ``4d``, biases. LLaMA: RoPE, RMSNorm,
     SwiGLU of ``8d/3``, no biases. The caller seeds the initialisation.
+    Used in: Q30.
     """
     gpt = GPT(GPTConfig(vocab_size=vocab_size, n_positions=LENGTH, n_embd=D_MODEL,
                         n_layer=N_LAYER, n_head=N_HEAD, resid_pdrop=0.0, embd_pdrop=0.0,
@@ -147,6 +151,7 @@ def lm_losses(seed: int) -> dict[str, float]:
 
     Same chain (fixed by ``seed``), same batches, same optimiser (AdamW, ``LR``), same
     steps. Returns ``{"GPT-2-style": gap, "LLaMA-style": gap, "optimum": nats}``.
+    Used in: Q30.
     """
     language = MarkovLanguage(**LANGUAGE, seed=seed)
     held_out = language.sample(256, LENGTH, generator=10_000 + seed)
