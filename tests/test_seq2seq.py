@@ -184,27 +184,3 @@ def test_bad_inputs_are_named() -> None:
         model(src, lengths, tgt_in[:2])
     with pytest.raises(ValueError, match="max_steps must be >= 1, got 0"):
         model.greedy_decode(src, lengths, max_steps=0)
-
-
-def test_digit_experiment_is_seeded_and_measures_both_tasks() -> None:
-    from qkv.seq2seq import digit_accuracy, digit_loss, reversal_alignment, train_digit_model
-
-    runs = [
-        train_digit_model(attention=True, task="copy", steps=2, seed=3, max_len=5, device="cpu")
-        for _ in range(2)
-    ]
-    assert runs[0][1].loss == runs[1][1].loss  # same seed, same run
-    model = runs[0][0]
-    batch = digit_seq2seq(4, min_len=1, max_len=5, task="copy", generator=0)
-    logits, _ = model(batch.src, batch.lengths, batch.tgt[:, :-1])
-    by_hand = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), batch.tgt[:, 1:].reshape(-1), ignore_index=PAD_ID
-    )
-    torch.testing.assert_close(digit_loss(model, batch), by_hand)
-    accuracy = digit_accuracy(model, task="copy", max_len=5, n_strings=7)
-    assert len(accuracy) == 5 and all(0 <= a <= 1 for a in accuracy)
-    weights, on_mirror, argmax_rate = reversal_alignment(model, length=4, n_strings=3)
-    assert weights.shape == (3, 5, 4) and 0 <= on_mirror <= 1 and 0 <= argmax_rate <= 1
-    classic, _ = train_digit_model(attention=False, steps=1, max_len=5, device="cpu")
-    with pytest.raises(ValueError, match="needs a model built with attention=True"):
-        reversal_alignment(classic)

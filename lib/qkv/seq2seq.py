@@ -20,10 +20,8 @@ Here both models share every other part, so a comparison isolates the context:
 Departures from the paper: a linear output layer instead of the maxout "deep
 output", and no beam search (greedy decoding).
 
-The end of the module trains both models on the digit-string task of
-:func:`qkv.tasks.digit_seq2seq` (:func:`train_digit_model`) and measures their
-accuracy per source length (:func:`digit_accuracy`), as a function of the seed,
-so that the chapter and ``benchmarks/robustness.py`` run the same experiment.
+Q3's experiment (both models trained on digit strings, their accuracy per length
+and the learned alignment) lives in :mod:`qkv.experiments.q03_attention_vs_seq2seq`.
 
 Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
 """
@@ -33,25 +31,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from qkv._checks import check_int
 from qkv.attention import AdditiveAttention
 from qkv.masks import padding_mask
-from qkv.tasks import DIGIT_VOCAB_SIZE, Seq2SeqBatch, digit_seq2seq
-from qkv.train import History, TrainConfig, train
 
 __all__ = [
     "Seq2SeqConfig",
     "Encoder",
     "Decoder",
     "Seq2Seq",
-    "digit_loss",
-    "train_digit_model",
-    "digit_accuracy",
-    "reversal_alignment",
 ]
 
 
@@ -235,112 +226,3 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
         if lengths.min() < 1 or lengths.max() > m:
             raise ValueError(f"lengths must lie in [1, m={m}], got {lengths.tolist()}")
-
-
-# The experiment of Q3: both models on digit strings, as a function of the seed.
-
-
-def digit_loss(model: Seq2Seq, batch: Seq2SeqBatch) -> Tensor:
-    """Teacher-forced cross-entropy per real target token of a :class:`qkv.tasks.Seq2SeqBatch`.
-
-    The decoder reads ``tgt[:, :-1]`` (``BOS`` first) and predicts ``tgt[:, 1:]``;
-    padding is ignored.
-    """
-    src, tgt, lengths = batch
-    logits, _ = model(src, lengths, tgt[:, :-1])  # (B, n, V)
-    return F.cross_entropy(
-        logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=model.config.pad_id
-    )
-
-
-def train_digit_model(
-    *,
-    attention: bool,
-    task: str = "reverse",
-    steps: int = 100,
-    seed: int = 0,
-    max_len: int = 12,
-    d_hidden: int = 32,
-    device: str | torch.device | None = None,
-) -> tuple[Seq2Seq, History]:
-    """Train a :class:`Seq2Seq` on random digit strings of 1 to ``max_len`` digits.
-
-    ``seed`` fixes the initialisation and the training batches: ``steps`` updates of
-    AdamW (lr 0.01, gradients clipped to norm 1) on 128 fresh strings each, with
-    teacher forcing (:func:`digit_loss`). ``task`` is ``"reverse"`` or ``"copy"``
-    (:func:`qkv.tasks.digit_seq2seq`); embeddings have width 16, GRU states
-    ``d_hidden`` (the fixed vector ``c`` has ``2 * d_hidden`` numbers).
-
-    Returns:
-        the trained model (on ``device``, default :func:`qkv.device`) and its
-        :class:`qkv.train.History` (loss every 10 steps).
-    Used in: Q3.
-    """
-    torch.manual_seed(seed)  # the initialisation
-    config = Seq2SeqConfig(DIGIT_VOCAB_SIZE, d_embedding=16, d_hidden=d_hidden, attention=attention)
-    model = Seq2Seq(config)
-
-    def batch_fn(step: int, generator: torch.Generator) -> Seq2SeqBatch:
-        return digit_seq2seq(128, min_len=1, max_len=max_len, task=task, generator=generator)
-
-    train_config = TrainConfig(
-        steps=steps, lr=1e-2, grad_clip=1.0, log_every=10, seed=seed, device=device
-    )
-    history = train(model, batch_fn, digit_loss, train_config)
-    return model, history
-
-
-def digit_accuracy(
-    model: Seq2Seq, *, task: str = "reverse", max_len: int = 12, n_strings: int = 200
-) -> list[float]:
-    """Fraction of target digits right under greedy decoding, per source length.
-
-    For each length ``L = 1 .. max_len``, ``n_strings`` held-out strings (the same
-    digits for both tasks and every call: seed ``10_000 + L``) are decoded
-    greedily for ``L + 1`` steps, each step fed the model's own previous output.
-
-    Returns:
-        ``max_len`` accuracies, entry ``L - 1`` for length ``L``.
-    Used in: Q3.
-    """
-    device = next(model.parameters()).device
-    accuracy = []
-    for length in range(1, max_len + 1):
-        batch = digit_seq2seq(
-            n_strings, min_len=length, max_len=length, task=task, generator=10_000 + length
-        )
-        src, tgt, n = (t.to(device) for t in batch)
-        tokens, _ = model.eval().greedy_decode(src, n, max_steps=length + 1)
-        accuracy.append((tokens[:, :length] == tgt[:, 1 : length + 1]).float().mean().item())
-    return accuracy
-
-
-def reversal_alignment(
-    model: Seq2Seq, *, length: int = 12, n_strings: int = 200
-) -> tuple[Tensor, float, float]:
-    """How closely an attention model's weights follow the reversal's anti-diagonal.
-
-    The model reads ``n_strings`` held-out strings of ``length`` digits (the same as
-    :func:`digit_accuracy`'s) with teacher forcing, so that row ``i`` of the weights
-    belongs to output digit ``i``; output ``i`` should read source position
-    ``length - 1 - i`` (the mirrored digit).
-
-    Returns:
-        the weights ``(n_strings, length + 1, length)`` (the last row is the ``EOS``
-        step), the mean weight on the mirrored digit, and the share of output digits
-        whose largest weight is on it.
-    Used in: Q3.
-    """
-    if model.decoder.attention is None:
-        raise ValueError("reversal_alignment needs a model built with attention=True")
-    device = next(model.parameters()).device
-    batch = digit_seq2seq(n_strings, min_len=length, max_len=length, generator=10_000 + length)
-    src, tgt, n = (t.to(device) for t in batch)
-    with torch.no_grad():
-        _, weights = model.eval()(src, n, tgt[:, :-1])  # (B, length + 1, length)
-    steps = torch.arange(length, device=device)
-    mirror = length - 1 - steps  # output i reads source length - 1 - i
-    alpha = weights[:, :length]  # (B, length, length): drop the EOS step
-    on_mirror = alpha[:, steps, mirror]  # (B, length)
-    argmax_rate = (alpha.argmax(-1) == mirror).float().mean().item()
-    return weights, on_mirror.mean().item(), argmax_rate
