@@ -22,8 +22,6 @@ output", and no beam search (greedy decoding).
 
 Q3's experiment (both models trained on digit strings, their accuracy per length
 and the learned alignment) lives in :mod:`qkv.experiments.q03_attention_vs_seq2seq`.
-
-Used in: Q3 (chapters/attention/q03_attention_vs_seq2seq).
 """
 
 from __future__ import annotations

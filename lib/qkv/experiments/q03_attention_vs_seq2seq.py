@@ -134,6 +134,7 @@ def reversal_alignment(
         the weights ``(n_strings, length + 1, length)`` (the last row is the ``EOS``
         step), the mean weight on the mirrored digit, and the share of output digits
         whose largest weight is on it.
+    Used in: Q3.
     """
     if model.decoder.attention is None:
         raise ValueError("reversal_alignment needs a model built with attention=True")
@@ -178,7 +179,10 @@ def digit_run(
     d_hidden: int = 32,
     device: str | torch.device | None = None,
 ) -> DigitRun:
-    """Train one model (:func:`train_digit_model`) and measure its accuracy per length."""
+    """Train one model (:func:`train_digit_model`) and measure its accuracy per length.
+
+    Used in: Q3.
+    """
     model, history = train_digit_model(
         attention=attention, task=task, steps=steps, seed=seed, d_hidden=d_hidden, device=device
     )
