@@ -23,7 +23,6 @@ call it in the chapter with ``CLAIMS["qNN-..."].check(value)``, run
 ``{ref}`robustness-qNN```.
 """
 
-# ruff: noqa: E501  (LEGACY claims keep their one-line layout until they move, issue 16)
 from __future__ import annotations
 
 import argparse
@@ -31,7 +30,6 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,30 +42,8 @@ from qkv.experiments import ROBUSTNESS_DIR, Claim, modules  # noqa: E402
 PAGE_PATH = ROOT / "appendix" / "robustness.md"
 
 
-def legacy_claim(
-    id: str,
-    chapter: str,
-    text: str,
-    measure: Callable[[int], float],
-    op: str,
-    margin: float,
-    seeds: tuple[int, ...] = tuple(range(10)),
-    chapter_seed: int = 0,
-) -> Claim:
-    """A claim still declared here; ``chapter`` must match the id's number."""
-    if not chapter.startswith(id.split("-", 1)[0] + "_"):
-        raise ValueError(f"{id}: chapter {chapter} does not match the id")
-    return Claim(id, text, measure, op, margin, tuple(seeds), chapter_seed)
-
-
-
-
-_FIVE = tuple(range(5))
-LEGACY: list[Claim] = []
-
-
 def all_claims() -> dict[str, list[Claim]]:
-    """Chapter number -> its claims, from the experiment modules (and ``LEGACY``)."""
+    """Chapter number -> its claims, from the chapters' experiment modules."""
     found: dict[str, list[Claim]] = {}
     for module in modules():
         number = module.__name__.rsplit(".", 1)[1].split("_", 1)[0]
@@ -75,8 +51,6 @@ def all_claims() -> dict[str, list[Claim]]:
             if claim.number != number:
                 raise ValueError(f"{claim.id} is declared in {module.__name__}")
             found.setdefault(number, []).append(claim)
-    for claim in LEGACY:
-        found.setdefault(claim.number, []).append(claim)
     ids = [c.id for cs in found.values() for c in cs]
     if len(ids) != len(set(ids)):
         raise ValueError(f"duplicate claim ids: {sorted(i for i in ids if ids.count(i) > 1)}")

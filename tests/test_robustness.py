@@ -27,9 +27,6 @@ _spec.loader.exec_module(robustness)
 
 BY_CHAPTER = robustness.all_claims()
 CLAIMS = [claim for claims in BY_CHAPTER.values() for claim in claims]
-MOVED = {  # claims declared in their chapter's experiment module (not LEGACY)
-    claim.id for module in robustness.modules() for claim in module.CLAIMS.values()
-}
 
 
 def _chapter(number: str):
@@ -86,7 +83,7 @@ def test_chapter_links_its_robustness_rows(number):
     )
 
 
-@pytest.mark.parametrize("claim", [c for c in CLAIMS if c.id in MOVED], ids=lambda c: c.id)
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
 def test_chapter_checks_the_declared_claim(claim):
     """The chapter asserts through the declaration: ``CLAIMS["id"].check(...)``."""
     code = _cells(claim.number, "code")
@@ -97,3 +94,9 @@ def test_chapter_checks_the_declared_claim(claim):
     assert re.search(rf"CLAIMS\[\s*[\"']{re.escape(claim.id)}[\"']\s*\]\s*\.check\(", code), (
         f"{stem} does not check {claim.id} with CLAIMS[{claim.id!r}].check(value)"
     )
+
+
+def test_the_runner_declares_no_claim_of_its_own():
+    """One source per claim: benchmarks/robustness.py only runs the modules' claims."""
+    source = (ROOT / "benchmarks" / "robustness.py").read_text(encoding="utf-8")
+    assert "Claim(" not in source, "declare claims in the chapter's qkv.experiments module"
