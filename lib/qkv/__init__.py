@@ -111,7 +111,7 @@ def reproducible(seed: int | None = None, *, threads: int = 1) -> Iterator[None]
     CPU only within the spreads of the robustness page). On exit the caller's thread
     count, default dtype and Python, NumPy and torch (CPU and CUDA) random states are
     restored, so an experiment never changes its caller's global state.
-    Used in: every function of :mod:`qkv.experiments`.
+    Used in: Q17, every function of :mod:`qkv.experiments`.
     """
     from qkv._checks import check_int
 

@@ -88,7 +88,7 @@ def mask_tokens(
         ``(inputs, labels)``, both new tensors of the input's shape: ``inputs``
         has the input's dtype; ``labels`` (int64) holds the original id where a
         token was chosen and ``IGNORE_INDEX`` (-100) elsewhere.
-    Used in: Q13, Q14, Q16.
+    Used in: Q14, Q16.
     """
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")

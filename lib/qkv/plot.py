@@ -88,7 +88,7 @@ def mask_image(mask: Matrix, ax: Axes | None = None, title: str = "Attention mas
         title: the plot's title; "(white = may attend)" is appended.
     Returns:
         the axes; the image is ``ax.images[0]``.
-    Used in: Q14.
+    Used in: Q14, Q20.
     """
     values = _as_matrix("mask", mask)
     if values.dtype != np.bool_:

@@ -160,7 +160,6 @@ def word_ids(text: str) -> list[int | None]:
     """For each character of ``text``, the index of its jieba word (``None`` for whitespace).
 
     Example: ``word_ids("注意力机制")`` -> ``[0, 0, 0, 1, 1]`` (注意力 | 机制).
-    Used in: Q13.
     """
     ids: list[int | None] = [None] * len(text)
     for index, (start, end) in enumerate(word_spans(text)):
