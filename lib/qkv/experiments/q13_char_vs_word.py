@@ -61,6 +61,7 @@ def measure(tokenizer: Any, texts: Sequence[str]) -> dict[str, float]:
     ``length``: mean tokens per text; ``unk``: share of tokens that are ``[UNK]``;
     ``lost``: share of non-space characters inside an ``[UNK]``; ``n2``: mean squared
     length (the attention scores per text, up to a constant).
+    Used in: Q13.
     """
     if not texts:
         raise ValueError("texts must not be empty")
@@ -77,7 +78,10 @@ def measure(tokenizer: Any, texts: Sequence[str]) -> dict[str, float]:
 
 
 def initial_counts(words: Counter) -> tuple[Counter, Counter]:
-    """Pair and symbol counts of ``words`` (tuples of symbols), each weighted by its count."""
+    """Pair and symbol counts of ``words`` (tuples of symbols), each weighted by its count.
+
+    Used in: Q13.
+    """
     pairs: Counter = Counter()
     symbols: Counter = Counter()
     for word, f in words.items():
@@ -119,6 +123,7 @@ def masking(seed: int = 0, *, draws: int = DRAWS, sentence: int = SENTENCE) -> M
     jieba word chosen with probability 0.15, all its characters together. The
     character vocabulary is trained on the Chinese training sentences; a generator
     seeded with ``seed`` draws both schemes.
+    Used in: Q13.
     """
     text = load_corpus("zh", "test")[sentence]
     chars = CharTokenizer.train(load_corpus("zh", "train"))
@@ -143,6 +148,7 @@ def bert_mlm_parameters(vocab_size: int, *, tie: bool = True) -> int:
 
     Built on the ``meta`` device (shapes only, no memory); ``tie`` ties the output
     layer to the token embedding, as BERT does.
+    Used in: Q13.
     """
     import transformers
 

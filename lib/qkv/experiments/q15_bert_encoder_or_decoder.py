@@ -28,6 +28,7 @@ def sensitivity(model: Bert, ids: Tensor, mask: Tensor | None = None) -> Tensor:
     (embeddings with segment 0, then every layer with ``mask``: ``None`` for BERT,
     :func:`qkv.masks.causal_mask` for a GPT-style stack) is run again; the pooler is
     not used. Runs under one torch thread (:func:`qkv.experiments.experiment`).
+    Used in: Q15.
     """
     if not isinstance(model, Bert):
         raise TypeError(f"model must be a qkv.bert.Bert, got {type(model).__name__}")

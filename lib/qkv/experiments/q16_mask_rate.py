@@ -81,6 +81,7 @@ def leak_by_path(seed: int = 0, *, length: int = 12, position: int = 5) -> dict[
     - ``"no residual, position-only queries"``: the same, but every query is built
       from its position embedding alone, as XLNet's query stream is: nothing of the
       hidden word reaches any output.
+    Used in: Q16.
     """
     check_int("seed", seed, 0)
     check_int("length", length, 3)
@@ -252,13 +253,19 @@ def _run(rate: float, hide: str, steps: int, seed: int) -> MaskedLMRun:
 
 @experiment
 def leak_run(seed: int = 0) -> MaskedLMRun:
-    """15% of the words hidden by the attention mask (inputs intact), :data:`LEAK_STEPS` updates."""
+    """15% of the words hidden by the attention mask (inputs intact), :data:`LEAK_STEPS` updates.
+
+    Used in: Q16.
+    """
     return _run(0.15, "attention", LEAK_STEPS, seed)
 
 
 @experiment
 def rate_runs(seed: int = 0) -> dict[float, MaskedLMRun]:
-    """One run per rate in :data:`RATES`, 80/10/10 in the input, :data:`STEPS` updates each."""
+    """One run per rate in :data:`RATES`, 80/10/10 in the input, :data:`STEPS` updates each.
+
+    Used in: Q16.
+    """
     return {rate: _run(rate, "input", STEPS, seed) for rate in RATES}
 
 

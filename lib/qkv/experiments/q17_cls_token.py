@@ -169,6 +169,7 @@ def cls_attention(model: SequenceClassifier, input_ids: Tensor, attention_mask: 
 
     ``input_ids, attention_mask: (B, L)`` (True = real token) -> ``(B, L)``, each row
     summing to 1 over the real tokens (padding gets 0).
+    Used in: Q17.
     """
     bert = model.bert
     dev = next(model.parameters()).device
@@ -299,7 +300,10 @@ def _run(setting: str, pooling: str, seed: int) -> PoolingRun:
 
 @experiment
 def runs(seed: int = 0) -> dict[tuple[str, str], PoolingRun]:
-    """``{(setting, pooling): run}``: each pooling fine-tuned and frozen (probe), 100 steps."""
+    """``{(setting, pooling): run}``: each pooling fine-tuned and frozen (probe), 100 steps.
+
+    Used in: Q17.
+    """
     return {(s, p): _run(s, p, seed) for s in SETTINGS for p in POOLINGS}
 
 
@@ -309,6 +313,7 @@ def attention_by_token(seed: int = 0) -> dict[str, dict[str, float]]:
 
     On 512 held-out sequences drawn with seed ``20_000 + seed``; see
     :func:`cls_attention_by_token`.
+    Used in: Q17.
     """
     held_out = sequence_classification(512, min_len=4, max_len=12, n_words=8,
                                        generator=20_000 + seed)  # fmt: skip
@@ -322,7 +327,10 @@ def _ratio(seed: int, setting: str) -> float:
 
 @experiment
 def probes(seed: int = 0) -> dict[str, Probe]:
-    """:func:`probe_pooled` on the frozen, untrained encoder of the [CLS] run."""
+    """:func:`probe_pooled` on the frozen, untrained encoder of the [CLS] run.
+
+    Used in: Q17.
+    """
     return probe_pooled(_run("frozen", "cls", seed).model, seed=seed)
 
 
