@@ -40,3 +40,27 @@ def test_training_is_reproducible_and_leaves_the_callers_state_alone():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
                                                  b.state_dict().values(), strict=True))  # fmt: skip
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), state)
+
+
+def test_xor_documents_put_the_two_bits_in_different_windows():
+    from qkv.experiments.q20_long_text import XOR_STRIDE, XOR_WINDOW, xor_documents
+    from qkv.longtext import sliding_windows
+    from qkv.tasks import N_SPECIAL
+
+    ids, labels = xor_documents(200, generator=torch.Generator().manual_seed(0))
+    bits = ids < N_SPECIAL + 2  # the two bit tokens; noise ids start at N_SPECIAL + 2
+    assert (bits.sum(1) == 2).all()
+    first, last = (ids[:, :2] - N_SPECIAL).clamp(0, 1), (ids[:, -2:] - N_SPECIAL).clamp(0, 1)
+    expected = (first * bits[:, :2]).sum(1) ^ (last * bits[:, -2:]).sum(1)
+    assert torch.equal(labels, expected)
+    windows, _ = sliding_windows(bits.long(), XOR_WINDOW, XOR_STRIDE)  # (B, W, window)
+    assert windows.sum(-1).max() == 1  # no window holds both bits
+
+
+def test_small_encoder_pools_window_logits():
+    from qkv.experiments.q20_long_text import SmallEncoder
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 20, (3, 16))
+    assert SmallEncoder(16)(ids).shape == (3, 2)
+    assert SmallEncoder(16, window=8, how="max")(ids).shape == (3, 2)
