@@ -94,3 +94,23 @@ def test_pairs_need_two_sentences_per_document() -> None:
     with pytest.raises(ValueError, match="sentences_per_doc >= 2"):
         nsp_pairs(torch.zeros(3, 1, 8, dtype=torch.long), generator=torch.Generator())
     assert isinstance(sop_pairs(corpus().documents, generator=torch.Generator()), PairBatch)
+
+
+def test_boundary_model_reads_only_the_words_at_the_boundary() -> None:
+    from qkv.experiments.q26_bert_inputs_and_pretraining_tasks import (
+        BoundaryPairClassifier,
+        boundary_accuracy,
+    )
+
+    torch.manual_seed(0)
+    model = BoundaryPairClassifier(20)
+    a, b = torch.randint(0, 20, (5, 8)), torch.randint(0, 20, (5, 8))
+    changed_a, changed_b = a.clone(), b.clone()
+    changed_a[:, :-1] = (a[:, :-1] + 1) % 20  # every word but A's last
+    changed_b[:, 1:] = (b[:, 1:] + 1) % 20  # every word but B's first
+    with torch.no_grad():
+        assert model(a, b).shape == (5,)
+        assert torch.equal(model(a, b), model(changed_a, changed_b))
+        assert not torch.equal(model(a, b), model(b, a))  # order matters
+    with pytest.raises(ValueError, match="task must be"):
+        boundary_accuracy("mlm", 0)

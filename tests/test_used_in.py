@@ -82,6 +82,16 @@ def _qkv_object(value: object) -> tuple[str, str] | None:
     return module, name
 
 
+def _attribute(value: object, attr: str) -> object:
+    """``getattr(value, attr)``, importing a submodule first (``qkv.experiments.q21_...``)."""
+    if isinstance(value, ModuleType) and not hasattr(value, attr):
+        try:
+            importlib.import_module(f"{value.__name__}.{attr}")
+        except ImportError:
+            pass
+    return getattr(value, attr)
+
+
 def _resolve(module: str, attrs: list[str]) -> tuple[set[str], set[tuple[str, str]]]:
     """Follow ``module.attrs[0].attrs[1]...``: the modules passed, the qkv object reached."""
     modules, objects = {module}, set()
@@ -91,7 +101,7 @@ def _resolve(module: str, attrs: list[str]) -> tuple[set[str], set[tuple[str, st
         return set(), set()
     for attr in attrs:
         try:
-            value = getattr(value, attr)
+            value = _attribute(value, attr)
         except AttributeError:
             break
         if isinstance(value, ModuleType):
@@ -136,13 +146,11 @@ def chapter_usage(path: Path) -> tuple[set[str], set[tuple[str, str]]]:
                     found_modules, found = _resolve(node.module, [alias.name])
                     modules |= found_modules
                     objects |= found
-                    value = getattr(importlib.import_module(node.module), alias.name, None)
-                    if value is None:  # a submodule not imported yet (experiments.q03_...)
-                        try:
-                            value = importlib.import_module(f"{node.module}.{alias.name}")
-                        except ImportError:
-                            value = None
-                        modules |= {value.__name__} if isinstance(value, ModuleType) else set()
+                    try:
+                        value = _attribute(importlib.import_module(node.module), alias.name)
+                    except AttributeError:
+                        value = None
+                    modules |= {value.__name__} if isinstance(value, ModuleType) else set()
                     if isinstance(value, ModuleType):  # from qkv import masks
                         bound[alias.asname or alias.name] = value.__name__
         for node in ast.walk(tree):

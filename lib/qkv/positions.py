@@ -399,6 +399,8 @@ def alibi_bias(n_heads: int, L: int, *, device: torch.device | str | None = None
     return -slopes[:, None, None] * distance  # (h, 1, 1) * (L, L) -> (h, L, L)
 
 
+
+
 def rope_decay_bound(distances: Tensor, d_k: int, *, base: float = 10000.0) -> Tensor:
     """RoFormer's long-term decay: the relative upper bound of a RoPE score at distance r.
 

@@ -49,7 +49,8 @@ __all__ = [
 TRAIN_LEN = 16  # every model is trained on 16 tokens ...
 EVAL_LENS = (16, 32, 64)  # ... and tested at 1, 2 and 4 times that
 STEPS = 200
-FINE_TUNE_STEPS = 30  # position interpolation's short fine-tune at the new length
+#: Steps of the short fine-tune at the new length in :func:`context_extension`.
+FINE_TUNE_STEPS = 30
 
 
 class CopyBatch(NamedTuple):

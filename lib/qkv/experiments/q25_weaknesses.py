@@ -59,7 +59,8 @@ __all__ = [
 ]
 
 BUDGETS = (8, 32, 512)  # training sequences
-PARITY_LENS = (16, 64)  # trained on 16 bits, tested on 16 and 64
+#: Sequence lengths of :func:`state_tracking`: trained on the first, tested on both.
+PARITY_LENS = (16, 64)
 #: The models compared by :func:`state_tracking`.
 PARITY_MODELS = ("GRU", "Transformer")
 

@@ -35,6 +35,9 @@ __all__ = [
     "BagOfWordsPairClassifier",
     "link_rule_accuracy",
     "bag_of_words_accuracy",
+    "BoundaryPairClassifier",
+    "boundary_accuracy",
+    "sop_order_gain",
     "CLAIMS",
 ]
 
@@ -188,6 +191,11 @@ def bag_of_words_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
     :func:`qkv.train.train`.
     Used in: Q26.
     """
+    return _trained_accuracy(BagOfWordsPairClassifier, task, seed, steps)
+
+
+def _trained_accuracy(model_class: type[nn.Module], task: str, seed: int, steps: int) -> float:
+    """600 linked documents, 400 to train and 200 to test; held-out pair accuracy."""
     from qkv.train import TrainConfig, evaluate, train
 
     if task not in ("nsp", "sop"):
@@ -198,7 +206,7 @@ def bag_of_words_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
     train_pairs = make_pairs(corpus.documents[:400], generator=generator)
     test_pairs = make_pairs(corpus.documents[400:], generator=generator)
     torch.manual_seed(seed)
-    model = BagOfWordsPairClassifier(corpus.vocab_size)
+    model = model_class(corpus.vocab_size)
 
     def loss_fn(m: nn.Module, batch: PairBatch) -> Tensor:
         logits = m(batch.first, batch.second)
@@ -211,6 +219,48 @@ def bag_of_words_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
     config = TrainConfig(steps=steps, lr=0.02, seed=seed, weight_decay=1e-3, log_every=steps)
     train(model, lambda step, g: train_pairs, loss_fn, config)
     return evaluate(model, test_pairs, accuracy)["accuracy"]
+
+
+class BoundaryPairClassifier(nn.Module):
+    """Classify a sentence pair from the words at its boundary: order-aware, learned.
+
+    The logit is ``E_last[A[-1]] · E_first[B[0]] + b``: a bilinear score of the last
+    word of the first sentence and the first word of the second, with two learned
+    embedding tables. It knows where the boundary is, so it can learn that the
+    linked documents repeat a word across it, and it can also fail to.
+    """
+
+    def __init__(self, vocab_size: int, d: int = 16) -> None:
+        super().__init__()
+        check_int("vocab_size", vocab_size, 1)
+        check_int("d", d, 1)
+        self.last = nn.Embedding(vocab_size, d)  # E_last
+        self.first = nn.Embedding(vocab_size, d)  # E_first
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, first: Tensor, second: Tensor) -> Tensor:
+        score = (self.last(first[:, -1]) * self.first(second[:, 0])).sum(-1)  # (N,)
+        return score + self.bias
+
+
+@experiment
+def boundary_accuracy(task: str, seed: int, *, steps: int = 300) -> float:
+    """Train :class:`BoundaryPairClassifier` on NSP or SOP pairs; return held-out accuracy.
+
+    The same documents, pairs and training as :func:`bag_of_words_accuracy`.
+    Used in: Q26.
+    """
+    return _trained_accuracy(BoundaryPairClassifier, task, seed, steps)
+
+
+@experiment
+def sop_order_gain(seed: int) -> float:
+    """SOP held-out accuracy: the boundary model minus the bag-of-words model.
+
+    The chapter checks the claim on the two accuracies it has already measured;
+    ``benchmarks/robustness.py`` calls this.
+    """
+    return boundary_accuracy("sop", seed) - bag_of_words_accuracy("sop", seed)
 
 
 CLAIMS = claims(
@@ -227,5 +277,12 @@ CLAIMS = claims(
         lambda seed: bag_of_words_accuracy("sop", seed),
         "<",
         0.6,
+    ),
+    Claim(
+        "q26-sop-order-gain",
+        "SOP held-out accuracy: a learned order-aware (boundary) model minus the bag of words",
+        sop_order_gain,
+        ">",
+        0.15,
     ),
 )
