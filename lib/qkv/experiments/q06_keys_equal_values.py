@@ -8,7 +8,11 @@ parameters are shared, not copied) and holds the seeded experiments of Q6:
 - :func:`diagonal_max_rates`: with ``W_Q = W_K`` the scores ``X W (X W)^T`` form a Gram
   matrix, and a token's largest weight tends to be on itself;
 - :func:`train_recall`: one attention layer trained on associative recall
-  (:func:`qkv.tasks.associative_recall`), untied or with a tie, same budget.
+  (:func:`qkv.tasks.associative_recall`), untied or with a tie, same budget, with one
+  full-width head (:func:`recall`) or three heads of ``d_k = 4`` (:func:`recall_narrow`).
+
+The chapter writes row vectors, ``K = X W_K``; ``nn.Linear`` stores the transposed
+weights (``(out, in)``), so formulas in the code read in the transposed order.
 
 ``CLAIMS`` holds the chapter's seed-dependent claims; ``benchmarks/robustness.py``
 reruns them over their seeds.
@@ -39,6 +43,7 @@ __all__ = [
     "reparametrisation_gap",
     "absorption_error",
     "recall",
+    "recall_narrow",
 ]
 
 #: The three variants compared in Q6.
@@ -173,8 +178,10 @@ def tied_equivalent(model: Recall) -> Recall:
     values ``V = X W_V^T + b_V`` are an affine function of the keys:
     ``V = (K - b_K) M^T + b_V`` with ``M = W_V W_K^{-1}``. The attention weights sum to
     one, so the constant passes through the weighted sum, and ``W_O`` absorbs the rest:
-    ``W_O' = W_O M``, ``b_O' = b_O + W_O (b_V - M b_K)``. The copy reads its values with
-    ``W_K``; the embeddings, ``W_Q`` and the classifier are copied unchanged.
+    ``W_O' = W_O M``, ``b_O' = b_O + W_O (b_V - M b_K)``. (These are ``nn.Linear``'s
+    ``(out, in)`` weights; in the chapter's row-vector convention, ``K = X W_K``, the same
+    map reads ``W_O' = W_K^{-1} W_V W_O``.) The copy reads its values with ``W_K``; the
+    embeddings, ``W_Q`` and the classifier are copied unchanged.
     Raises ``ValueError`` for several heads (then ``d_k < d_model`` and no such ``M``
     exists in general).
     """
@@ -265,6 +272,23 @@ def recall(seed: int, steps: int = 500, d_model: int = 12) -> dict[str, tuple[fl
     return out
 
 
+@functools.cache
+def recall_narrow(seed: int, steps: int = 500) -> dict[str, float]:
+    """``{tie: final held-out accuracy}`` of :func:`train_recall` with three heads of
+    ``d_k = 4`` (``d_model = 12``), untied and ``W_K = W_V`` (on the CPU; cached, it
+    backs two claims)."""
+    return {
+        tie: train_recall(tie, seed=seed, steps=steps, n_heads=3, device="cpu").metrics[
+            "accuracy"
+        ][-1]
+        for tie in TIES[:2]
+    }
+
+
+def _tie_cost(accuracies: dict[str, float]) -> float:
+    return accuracies["untied"] - accuracies["W_K = W_V"]
+
+
 _DIAGONAL_SEEDS, _RECALL_SEEDS = tuple(range(10)), tuple(range(8))
 
 CLAIMS = claims(
@@ -348,7 +372,26 @@ CLAIMS = claims(
             - recall(seed)["W_Q = W_K"][0]
         ),
         ">",
-        0.0,
+        0.05,
+        _RECALL_SEEDS,
+    ),
+    Claim(
+        "q06-recall-narrow-kv-cost",
+        "associative recall, 500 steps, three heads of d_k = 4: untied − W_K = W_V accuracy",
+        lambda seed: _tie_cost(recall_narrow(seed)),
+        ">",
+        0.2,
+        _RECALL_SEEDS,
+    ),
+    Claim(
+        "q06-recall-narrow-costs-more",
+        "W_K = W_V accuracy cost (untied − tied), three heads of d_k = 4 minus one head of 12",
+        lambda seed: (
+            _tie_cost(recall_narrow(seed))
+            - _tie_cost({tie: acc for tie, (acc, _) in recall(seed).items()})
+        ),
+        ">",
+        0.15,
         _RECALL_SEEDS,
     ),
     Claim(

@@ -31,6 +31,7 @@ __all__ = [
     "NeighbourRun",
     "train_neighbour_heads",
     "neighbour_weights",
+    "average_floor",
 ]
 
 
@@ -129,13 +130,31 @@ def neighbour_weights(run: NeighbourRun, *, seed: int = 0) -> dict[str, Tensor]:
         _, weights = model(x.to(device), need_weights=True)  # (512, h, L, L)
     t = torch.arange(L, device=device)
     left, right = weights[..., t, (t - 1) % L], weights[..., t, (t + 1) % L]  # (512, h, L)
-    average = (target[..., :L] + target[..., L:]) / 2  # (512, L, L)
     return {
         "left": left.mean((0, 2)).cpu(),
         "right": right.mean((0, 2)).cpu(),
         "left_std": left.std((0, 2)).cpu(),
-        "average_mse": F.mse_loss(average.repeat(1, 1, 2), target),
+        "average_mse": _average_mse(target, L),
     }
+
+
+def _average_mse(target: Tensor, L: int) -> Tensor:
+    average = (target[..., :L] + target[..., L:]) / 2  # (size, L, L)
+    return F.mse_loss(average.repeat(1, 1, 2), target)
+
+
+def average_floor(seed: int, *, L: int = 8) -> float:
+    """The plain average of the two neighbours, scored on the held-out rows of ``seed``.
+
+    The MSE per output feature of writing ``(left + right) / 2`` into both halves of the
+    target, on the 512 held-out sequences that :func:`train_neighbour_heads` draws for
+    ``seed``: the floor of a learned linear readout of any fixed split, on the very rows
+    that seed's held-out MSE is measured on. Used in: Q10.
+    """
+    check_int("seed", seed, 0)
+    check_int("L", L, 2)
+    _, target = neighbour_batch(512, torch.Generator().manual_seed(10_000 + seed), L=L, V=L)
+    return _average_mse(target, L).item()
 
 
 @functools.cache
