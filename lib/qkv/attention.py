@@ -41,6 +41,8 @@ Where each function is taught (chapter numbers; files under chapters/):
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -65,6 +67,34 @@ __all__ = [
     "chunked_attention",
     "attention_entropy",
 ]
+
+
+@overload
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    *,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    return_weights: Literal[False] = False,
+    key_padding_mask: Tensor | None = None,
+) -> Tensor: ...
+
+
+@overload
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    *,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    return_weights: Literal[True],
+    key_padding_mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]: ...
 
 
 def scaled_dot_product_attention(
