@@ -228,8 +228,11 @@ def test_nothing_in_qkv_imports_through_a_reexport_module():
                 passed_on = {a.name for a in node.names} & _reexported_names(node.module)
                 offenders += [f"{module}: {name} from {node.module}" for name in sorted(passed_on)]
             elif isinstance(node, ast.ImportFrom) and node.module == "qkv":
-                offenders += [f"{module}: {a.name}" for a in node.names
-                              if f"qkv.{a.name}" in REEXPORT_MODULES - {"qkv.data", "qkv.tokenization"}]
+                offenders += [
+                    f"{module}: {a.name}"
+                    for a in node.names
+                    if f"qkv.{a.name}" in REEXPORT_MODULES - {"qkv.data", "qkv.tokenization"}
+                ]
     assert not offenders, "import from the defining module instead:\n" + "\n".join(offenders)
 
 
