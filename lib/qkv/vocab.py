@@ -17,8 +17,9 @@ synthetic tasks of :mod:`qkv.tasks` take their ids from it too, so ``[CLS]`` is
 ``[MASK]``     5    the masked-LM token
 ``[UNK]``      6    a token outside the vocabulary (text only: a task's
                     own tokens start here, since a task has no unknown token)
-=============  ===  ================================================== ``V`` (``vocab_size``) counts
-both. :class:`Tokenizer` holds that vocabulary and does the lookups
+=============  ===  ==================================================
+
+``V`` (``vocab_size``) counts both. :class:`Tokenizer` holds that vocabulary and does the lookups
 (``encode``/``decode``); subclasses decide how text is split into tokens:
 characters and words in :mod:`qkv.tokenization`, subwords in :mod:`qkv.bpe`.
 """

@@ -73,7 +73,7 @@ def basic_tokenize(text: str, *, lowercase: bool = False, split_cjk: bool = True
     with ``split_cjk`` every CJK character is a word of its own (Chinese BERT);
     with ``lowercase`` words are lower-cased and accents stripped (``uncased``).
     Control characters are dropped first, as in BERT's ``_clean_text``: a control that
-    Python counts as whitespace (``\x0b``, ``\x85``) joins its neighbours.
+    Python counts as whitespace (vertical tab U+000B, next line U+0085) joins its neighbours.
     Used in: Q13.
     """
     if not isinstance(text, str):

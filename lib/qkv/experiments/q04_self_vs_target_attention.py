@@ -253,7 +253,7 @@ class InterestRun(NamedTuple):
 
     @property
     def selectivity(self) -> float:
-        """DIN: mean |weight| on matching behaviours over mean |weight| on the others."""
+        """DIN: mean absolute weight on matching behaviours over that on the others."""
         return (self.matching.abs().mean() / self.other.abs().mean()).item()
 
     @property
