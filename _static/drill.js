@@ -75,6 +75,8 @@
       current = others[Math.floor(Math.random() * others.length)];
       last = current;
       current.classList.add("drill-current");
+      // the timer and buttons go right under the question, above the answers
+      current.querySelector(".drill-answers").before(stage);
       shakyBox.checked = shaky.has(current.id);
       status.textContent = `${choices.length} question${choices.length === 1 ? "" : "s"} in this set. Answer aloud.`;
       stage.hidden = false;
