@@ -64,8 +64,10 @@ chromium:
 	  fi; \
 	fi
 
+# mypy reads [tool.mypy] in pyproject.toml: basic mode on lib/qkv.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib tests chapters benchmarks conftest.py
+	$(VENV)/bin/mypy
 
 test: $(STAMP) $(MATHJAX) chromium lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_FLAGS)

@@ -81,7 +81,8 @@ def check_probability(**probabilities: object) -> None:
     for name, p in probabilities.items():
         if isinstance(p, bool) or not isinstance(p, Real):
             raise TypeError(f"{name} must be a number in [0, 1], got {type(p).__name__} {p!r}")
-        if not (math.isfinite(p) and 0.0 <= p <= 1.0):
+        value = float(p)  # numbers.Real has no comparison operators in typeshed
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
             raise ValueError(f"{name} must be in [0, 1], got {p}")
 
 

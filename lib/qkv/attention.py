@@ -97,6 +97,20 @@ def scaled_dot_product_attention(
 ) -> tuple[Tensor, Tensor]: ...
 
 
+@overload
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    *,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    return_weights: bool,  # known only at run time, as in MultiHeadAttention
+    key_padding_mask: Tensor | None = None,
+) -> Tensor | tuple[Tensor, Tensor]: ...
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -288,7 +302,7 @@ class MultiHeadAttention(nn.Module):
             q, k, v, mask, dropout_p=dropout_p, return_weights=need_weights,
             key_padding_mask=key_padding_mask,
         )  # fmt: skip
-        out, weights = result if need_weights else (result, None)
+        out, weights = result if isinstance(result, tuple) else (result, None)
         out = out.transpose(1, 2).reshape(B, n, -1)  # (B, h, n, d_k) -> (B, n, h * d_k)
         return self.w_o(out), weights
 

@@ -109,7 +109,7 @@ class BPETokenizer(Tokenizer):
 
     def __init__(self, vocab: Sequence[str], merges: Sequence[tuple[str, str]]):
         super().__init__(vocab)
-        self.merges: list[tuple[str, str]] = [tuple(m) for m in merges]
+        self.merges: list[tuple[str, str]] = [(left, right) for left, right in merges]
         for rank, (left, right) in enumerate(self.merges):
             # a merge must build a token of the vocabulary: otherwise encoding would
             # silently turn every word that contains it into [UNK]

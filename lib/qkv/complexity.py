@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -239,7 +240,8 @@ def peak_memory_mib(
         raise RuntimeError("peak memory on CPU needs Linux's /proc/self/status")
     config = {"ns": list(ns), "d_k": d_k, "n_heads": n_heads, "device": device, "window": window}
     env = {"MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
-    return child_json(["-m", "qkv.complexity", json.dumps(config)], env=env)
+    # the child prints one JSON list: the peak MiB of each length
+    return cast(list[float], child_json(["-m", "qkv.complexity", json.dumps(config)], env=env))
 
 
 def child_json(args: Sequence[str], *, env: Mapping[str, str] | None = None) -> object:
@@ -363,9 +365,10 @@ def rnn_reach(seed: int, *, length: int = 24, width: int = 16) -> dict[str, torc
         rnn = nn.RNN(width, width, batch_first=True)
         x = torch.randn(length, width, generator=gen)  # (L, w)
         default = influence_on_last(rnn, x)
-        radius = torch.linalg.eigvals(rnn.weight_hh_l0.detach()).abs().max().item()
+        w_hh = rnn.get_parameter("weight_hh_l0")  # (w, w), the recurrent matrix
+        radius = torch.linalg.eigvals(w_hh.detach()).abs().max().item()
         with torch.no_grad():
-            nn.init.orthogonal_(rnn.weight_hh_l0)
+            nn.init.orthogonal_(w_hh)
         orthogonal = influence_on_last(rnn, x)
     return {"default": default, "orthogonal": orthogonal, "spectral_radius": radius}
 
@@ -375,7 +378,7 @@ def rnn_reach_ratio(seed: int, init: str = "default") -> float:
     "orthogonal"): the share of position 0 that reaches the last output."""
     if init not in ("default", "orthogonal"):
         raise ValueError(f"init must be 'default' or 'orthogonal', got {init!r}")
-    influence = rnn_reach(seed)[init]
+    influence = cast(torch.Tensor, rnn_reach(seed)[init])  # (L,): only the radius is a float
     return (influence[0] / influence[-1]).item()
 
 

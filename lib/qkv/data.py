@@ -53,5 +53,7 @@ def load_corpus(lang: str, split: str = "train") -> list[str]:
         raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    text = resources.files("qkv").joinpath("corpus", f"{lang}_{split}.txt").read_text("utf-8")
+    # one name per joinpath: Python 3.10's Traversable.joinpath takes a single argument
+    corpus = resources.files("qkv").joinpath("corpus").joinpath(f"{lang}_{split}.txt")
+    text = corpus.read_text("utf-8")
     return [line for line in text.splitlines() if line.strip()]

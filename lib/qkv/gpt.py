@@ -152,6 +152,7 @@ class Decoder(nn.Module):
     vocab_size: int
     n_layers: int
     max_len: int | None
+    lm_head: nn.Linear
 
     def __init__(self) -> None:
         super().__init__()
@@ -268,8 +269,8 @@ class GPT(Decoder):
             mask = mask.to(input_ids.device)[None, None]  # (n, m) -> (1, 1, n, m)
         if attention_mask is not None:
             if not isinstance(attention_mask, Tensor) or attention_mask.shape != (B, m):
-                got = getattr(attention_mask, "shape", type(attention_mask).__name__)
-                raise ValueError(f"attention_mask must be (B, m0 + n) = {(B, m)}, got {got}")
+                shape = getattr(attention_mask, "shape", type(attention_mask).__name__)
+                raise ValueError(f"attention_mask must be (B, m0 + n) = {(B, m)}, got {shape}")
             if not ((attention_mask == 0) | (attention_mask == 1)).all():
                 raise ValueError("attention_mask must hold only 0 and 1 (1 = real token)")
             pad = key_mask(attention_mask.bool())  # (B, m) -> (B, 1, 1, m)
@@ -365,9 +366,9 @@ def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) 
                  "mlp.c_fc": "fc", "mlp.c_proj": "proj"}  # fmt: skip
     layers = range(config.n_layer)
     for i in layers:
-        for hf, ours in per_layer.items():
+        for hf, mine in per_layer.items():
             for kind in ("weight", "bias"):
-                names[f"h.{i}.{hf}.{kind}"] = f"blocks.{i}.{ours}.{kind}"
+                names[f"h.{i}.{hf}.{kind}"] = f"blocks.{i}.{mine}.{kind}"
     fused = [f"h.{i}.attn.c_attn.{kind}" for i in layers for kind in ("weight", "bias")]
     missing = sorted(set(names) - set(state) | set(fused) - set(state))
     unexpected = sorted(set(state) - set(names) - set(fused))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -109,6 +110,6 @@ def decode_step_seconds(
     seconds: dict[str, list[float]] = {"cache": [], "no cache": []}
     for t in positions:
         _, cache = model(ids[:, :t])  # the prefix, computed once
-        seconds["cache"].append(median(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
-        seconds["no cache"].append(median(lambda t=t: model(ids[:, : t + 1])))
+        seconds["cache"].append(median(partial(model, ids[:, t : t + 1], cache)))
+        seconds["no cache"].append(median(partial(model, ids[:, : t + 1])))
     return seconds

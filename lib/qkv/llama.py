@@ -66,8 +66,9 @@ class LlamaConfig:
     intermediate_size: int = 11008
     num_hidden_layers: int = 32
     num_attention_heads: int = 32
-    num_key_value_heads: int | None = None
-    head_dim: int | None = None
+    # None (the default) is replaced by __post_init__, so both are ints on every instance
+    num_key_value_heads: int = None  # type: ignore[assignment]
+    head_dim: int = None  # type: ignore[assignment]
     max_position_embeddings: int = 2048
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
@@ -117,7 +118,7 @@ class LlamaConfig:
         """
         names = {f.name for f in fields(cls)} | {"hidden_act", "attention_bias", "mlp_bias",
                                                   "rope_parameters"}  # fmt: skip
-        hf = {name: getattr(hf_config, name, None) for name in names}
+        hf: dict[str, Any] = {name: getattr(hf_config, name, None) for name in names}
         if hf["hidden_act"] not in (None, "silu") or hf["attention_bias"] or hf["mlp_bias"]:
             raise ValueError("qkv's Llama has SiLU and no biases: hidden_act must be 'silu', "
                              "attention_bias and mlp_bias False")  # fmt: skip
@@ -133,7 +134,7 @@ class LlamaConfig:
 # Published configurations, to count on the meta device (never to run here). Values are those
 # of each model's config.json on the Hugging Face Hub (meta-llama/Llama-2-7b-hf,
 # Llama-2-70b-hf, Meta-Llama-3-8B, Meta-Llama-3-70B), read from public copies of those files.
-_PUBLISHED = {
+_PUBLISHED: dict[str, dict[str, Any]] = {
     "Llama-2-7B": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
                        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
                        max_position_embeddings=4096, rms_norm_eps=1e-5),
@@ -325,9 +326,9 @@ def llama_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: LlamaConf
         elif key.endswith("w_k.weight") and tensor.shape[0] == h_kv * d_k:
             tensor = _pairs_from_hf(tensor, h_kv, d_k)
         ours[key] = tensor
-    if config.tie_word_embeddings:
-        ours["lm_head.weight"] = ours.get("embed_tokens.weight")
     weight = ours.get("embed_tokens.weight")
+    if config.tie_word_embeddings and weight is not None:
+        ours["lm_head.weight"] = weight
     model = Llama(config)
     if weight is not None:  # load in the checkpoint's dtype: a float64 copy stays float64
         model = model.to(device=weight.device, dtype=weight.dtype)

@@ -70,6 +70,7 @@ def truncate(ids: Ids, max_len: int, strategy: str = "head", head: int | None = 
         return ids[:max_len]
     if strategy == "tail":
         return ids[length - max_len :]
+    assert head is not None  # strategy == "head+tail" set it above
     start, end = ids[:head], ids[length - (max_len - head) :]
     return torch.cat([start, end]) if isinstance(ids, torch.Tensor) else start + end
 

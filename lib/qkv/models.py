@@ -14,6 +14,7 @@ modules imports this one, so there is no import cycle.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -54,6 +55,8 @@ class EncoderDecoder(nn.Module):
     Used in: Q11, Q14, Q24.
     """
 
+    positions: Tensor  # a buffer (register_buffer below): tells a type checker it is a Tensor
+
     def __init__(
         self,
         src_vocab_size: int,
@@ -73,7 +76,11 @@ class EncoderDecoder(nn.Module):
         check_positive_ints(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
         check_positive_ints(n_layers=n_layers, max_len=max_len)
         self.d_model, self.max_len = d_model, max_len
-        layer_kw = dict(dropout=dropout, norm_first=norm_first, activation=activation)
+        layer_kw: dict[str, Any] = {
+            "dropout": dropout,
+            "norm_first": norm_first,
+            "activation": activation,
+        }
         self.src_embed = nn.Embedding(src_vocab_size, d_model)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, d_model)
         for embedding in (self.src_embed, self.tgt_embed):

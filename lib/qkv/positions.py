@@ -91,7 +91,7 @@ def rotary_angles(
     Used in: Q7.
     """
     if not isinstance(positions, Tensor) or positions.dtype == torch.bool:
-        got = positions.dtype if isinstance(positions, Tensor) else type(positions).__name__
+        got: object = positions.dtype if isinstance(positions, Tensor) else type(positions).__name__
         raise TypeError(f"positions must be an integer or float Tensor (..., L), got {got}")
     d_k = check_int("d_k", d_k)
     if d_k < 2 or d_k % 2:
@@ -183,11 +183,11 @@ _ROPE_KEYS = {
 
 
 def _check_number(name: str, value: object, minimum: float, *, strict: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < minimum or (strict and value == minimum):
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"rope_scaling[{name!r}] must be a finite number {bound}, got {value!r}")
-    return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        if value > minimum or (value == minimum and not strict):
+            return float(value)
+    bound = f"> {minimum}" if strict else f">= {minimum}"
+    raise ValueError(f"rope_scaling[{name!r}] must be a finite number {bound}, got {value!r}")
 
 
 def check_rope_scaling(scaling: Mapping | None) -> dict | None:
@@ -299,23 +299,23 @@ def rope_frequencies(
     if not (isinstance(base, int | float) and math.isfinite(base) and base > 1):
         raise ValueError(f"base must be a finite number > 1, got {base!r}")
     scaling = check_rope_scaling(scaling)
-    rope_type = "default" if scaling is None else scaling["rope_type"]
-    factor = 1.0 if scaling is None else scaling["factor"]
-    L = None if scaling is None else scaling.get("original_max_position_embeddings")
-    L = max_position_embeddings if L is None else L
-    if rope_type in ("dynamic", "yarn", "llama3"):
-        if L is None:
-            raise ValueError(f"rope_type {rope_type!r} needs max_position_embeddings")
-        L = check_int("max_position_embeddings", L, 1)
+    exponents = torch.arange(0, d_k, 2, dtype=torch.float64, device=device) / d_k  # 2i / d_k
+    if scaling is None:
+        return base**-exponents, 1.0
+    rope_type, factor = scaling["rope_type"], scaling["factor"]
+    if rope_type == "linear":
+        return base**-exponents / factor, 1.0
+    # "dynamic", "yarn" and "llama3" need the trained length L
+    L = scaling.get("original_max_position_embeddings", max_position_embeddings)
+    if L is None:
+        raise ValueError(f"rope_type {rope_type!r} needs max_position_embeddings")
+    L = check_int("max_position_embeddings", L, 1)
     if rope_type == "dynamic":
         if d_k == 2:
             raise ValueError("rope_type 'dynamic' needs d_k > 2 (its exponent is d_k / (d_k - 2))")
         length = L if seq_len is None else max(check_int("seq_len", seq_len, 1), L)
         base = base * (factor * length / L - (factor - 1)) ** (d_k / (d_k - 2))
-    exponents = torch.arange(0, d_k, 2, dtype=torch.float64, device=device) / d_k  # 2i / d_k
     inv_freq = base**-exponents  # (d_k / 2,)
-    if rope_type == "linear":
-        return inv_freq / factor, 1.0
     if rope_type == "llama3":
         wavelength = 2 * math.pi / inv_freq  # positions per turn of each pair
         low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]

@@ -27,6 +27,7 @@ and the learned alignment) lives in :mod:`qkv.experiments.q03_attention_vs_seq2s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -202,7 +203,8 @@ class Seq2Seq(nn.Module):
 
     @staticmethod
     def _stack(weights: list[Tensor | None]) -> Tensor | None:
-        return None if weights[0] is None else torch.stack(weights, dim=1)
+        # every step returns weights (a model with attention) or every step returns None
+        return None if weights[0] is None else torch.stack(cast(list[Tensor], weights), dim=1)
 
     def _check_ids(self, name: str, ids: object, batch: int | None = None) -> None:
         if not isinstance(ids, Tensor) or ids.dtype != torch.long:

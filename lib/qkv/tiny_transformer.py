@@ -158,7 +158,7 @@ class TinyTransformer(nn.Module):
                 f"({self.max_len} rows): position {self.max_len} has no embedding"
             )
         x = self.embed(ids)  # (B, L) -> (B, L, d_model)
-        if self.position == "learned":
+        if self.pos_embed is not None:  # position == "learned"
             x = x + self.pos_embed(torch.arange(L, device=ids.device))
         elif self.position == "sinusoidal":
             x = x + sinusoidal_positions(L, self.d_model, device=ids.device, dtype=x.dtype)

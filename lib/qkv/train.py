@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -26,9 +26,11 @@ from qkv.warmup import lambda_lr, linear_warmup_constant
 
 __all__ = ["TrainConfig", "History", "train", "evaluate"]
 
+# the model's own class: a loss_fn written for `Seq2Seq` may be passed with a Seq2Seq model
+ModelT = TypeVar("ModelT", bound=nn.Module)
 BatchFn = Callable[[int, torch.Generator], Any]
-LossFn = Callable[[nn.Module, Any], torch.Tensor]
-MetricFn = Callable[[nn.Module, Any], Mapping[str, float | torch.Tensor]]
+LossFn = Callable[[ModelT, Any], torch.Tensor]
+MetricFn = Callable[[ModelT, Any], Mapping[str, float | torch.Tensor]]
 
 
 @dataclass
@@ -135,7 +137,7 @@ def _seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def evaluate(model: nn.Module, batch: Any, metric_fn: MetricFn) -> dict[str, float]:
+def evaluate(model: ModelT, batch: Any, metric_fn: MetricFn[ModelT]) -> dict[str, float]:
     """Compute ``metric_fn(model, batch)`` in eval mode without gradients.
 
     Dropout is off during the call; the model's previous mode is restored after.
@@ -166,12 +168,12 @@ def evaluate(model: nn.Module, batch: Any, metric_fn: MetricFn) -> dict[str, flo
 
 
 def train(
-    model: nn.Module,
+    model: ModelT,
     batch_fn: BatchFn,
-    loss_fn: LossFn,
+    loss_fn: LossFn[ModelT],
     config: TrainConfig,
     *,
-    metric_fn: MetricFn | None = None,
+    metric_fn: MetricFn[ModelT] | None = None,
     eval_batch: Any = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,

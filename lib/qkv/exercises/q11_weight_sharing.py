@@ -24,6 +24,7 @@ def _tied_case(name: str, ids: list[int], vocab_size: int, d_model: int, seed: i
         embedded, logits = E[token_ids], hidden @ E.T  # (n, d_model), (n, V)
         ((embedded * grad_embedded).sum() + (logits * grad_logits).sum()).backward()
         got = fn(token_ids.clone(), grad_embedded.clone(), hidden.clone(), grad_logits.clone())
+        assert E.grad is not None  # E is a leaf that requires grad, and backward() ran
         assert_close(got, E.grad, f"{name}: dL/dE", atol=1e-8)
 
     return Case(name, run)

@@ -19,6 +19,7 @@ def _mask_case(seed: int, lengths: list[int], n: int) -> Case:
         lengths_t = torch.tensor(lengths)
         got = fn(lengths_t.clone(), n)
         expected = combine(causal_mask(n), key_mask(padding_mask(lengths_t, n)))  # (B, 1, n, n)
+        assert expected is not None  # combine returns None only when given no mask
         assert_close(got, expected, f"lengths={lengths}, n={n}")
         # What the mask is for: each real target token sees exactly its own prefix.
         x = torch.randn(len(lengths), 2, n, 5, generator=g)  # (B, h, n, d_k)

@@ -14,6 +14,8 @@ seed-dependent; they use :mod:`qkv.complexity`):
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor
 
@@ -61,7 +63,7 @@ def rnn_reach(seed: int, *, length: int = LENGTH, width: int = WIDTH) -> dict[st
 
 
 def _reach_ratio(seed: int, init: str) -> float:
-    influence = rnn_reach(seed)[init]
+    influence = cast(Tensor, rnn_reach(seed)[init])  # (L,): only the radius is a float
     return (influence[0] / influence[-1]).item()
 
 

@@ -21,6 +21,7 @@ reruns them over their seeds.
 from __future__ import annotations
 
 import functools
+from typing import Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +123,36 @@ class Recall(nn.Module):
         x = self.token(ids) + self.previous(before)  # (B, L, d_model)
         out, weights = self.attention(x[:, -1:], x, need_weights=True)  # query: the last
         return self.readout(out[:, 0]), weights  # (B, 1, d_model) -> (B, V)
+
+
+@overload
+def train_recall(
+    tie: str,
+    *,
+    seed: int = 0,
+    steps: int = 500,
+    d_model: int = 12,
+    n_heads: int = 1,
+    n_pairs: int = 8,
+    n_symbols: int = 24,
+    device: str | torch.device | None = None,
+    return_model: Literal[False] = False,
+) -> History: ...
+
+
+@overload
+def train_recall(
+    tie: str,
+    *,
+    seed: int = 0,
+    steps: int = 500,
+    d_model: int = 12,
+    n_heads: int = 1,
+    n_pairs: int = 8,
+    n_symbols: int = 24,
+    device: str | torch.device | None = None,
+    return_model: Literal[True],
+) -> tuple[History, Recall]: ...
 
 
 @experiment

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +107,7 @@ def logit_gradient(
     s = (scale * q @ k.transpose(-2, -1)).requires_grad_()  # (B, n, m)
     p = torch.softmax(s, dim=-1)
     p.backward(upstream)
+    assert s.grad is not None  # s is a leaf that requires grad, and backward() ran
     bound = (1 - p.detach().pow(2).sum(-1)) * upstream.norm(dim=-1)
     return s.grad.norm(dim=-1), bound
 
@@ -132,6 +134,7 @@ def query_gradient(
     upstream = torch.randn(q.shape[0], q.shape[1], d_v, generator=gen).to(q.device)
     q.requires_grad_()
     scaled_dot_product_attention(q, k, v, scale=scale).backward(upstream)
+    assert q.grad is not None  # q is a leaf that requires grad, and backward() ran
     return q.grad.norm(dim=-1)
 
 
@@ -237,9 +240,15 @@ def init_logit_variance(
     return ((x @ w_q) @ (x @ w_k).T).var().item()  # (n, d_k) @ (d_k, n) -> (n, n)
 
 
+class _Sizes(TypedDict):  # the keys of `**sizes`: a type checker then knows none is `device`
+    B: int
+    n: int
+    m: int
+
+
 # The chapter's sizes, and the claims its cells check.
 D_K = (16, 32, 64, 128, 256, 512, 1024)
-SIZES = {"B": 16, "n": 64, "m": 64}
+SIZES: _Sizes = {"B": 16, "n": 64, "m": 64}
 _SEEDS = tuple(range(40))
 
 

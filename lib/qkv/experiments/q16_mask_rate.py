@@ -17,7 +17,7 @@ prediction head) trained on :class:`qkv.markov.MarkovLanguage`:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from qkv._checks import check_generator, check_int
 from qkv.bert import BertConfig
 from qkv.experiments import Claim, claims, experiment
+from qkv.layers import TransformerEncoderLayer
 from qkv.markov import MarkovLanguage
 from qkv.mlm import IGNORE_INDEX, MaskedLM, mask_tokens
 from qkv.tasks import MASK_ID, SPECIAL_IDS
@@ -96,7 +97,8 @@ def leak_by_path(seed: int = 0, *, length: int = 12, position: int = 5) -> dict[
     )  # fmt: skip
     torch.manual_seed(seed)
     bert = MaskedLM(config).bert.eval()
-    emb, layer = bert.embeddings, bert.layers[0]
+    emb = bert.embeddings
+    layer = cast(TransformerEncoderLayer, bert.layers[0])  # a ModuleList's items are typed Module
     sentence = language.sample(1, length, generator=torch.Generator().manual_seed(seed))
     n_words = language.vocab_size - len(SPECIAL_IDS)
     other = sentence.clone()  # the same sentence with the next word at `position`

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -223,7 +224,9 @@ def first_step(seed: int, optimizer: str, loss_scale: float = 1.0) -> tuple[Tens
     params = list(model.named_parameters())
     before = torch.cat([p.detach().flatten() for _, p in params]).clone()
     (loss_scale * next_token_loss(model, ids)).backward()
-    grad = torch.cat([p.grad.flatten() for _, p in params])
+    # torch types .grad as Optional; backward() gave every parameter of this model one
+    grads = [cast(Tensor, p.grad) for _, p in params]
+    grad = torch.cat([g.flatten() for g in grads])
     if optimizer in ("Adam", "SGD"):
         opt: torch.optim.Optimizer = (
             torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
@@ -233,10 +236,10 @@ def first_step(seed: int, optimizer: str, loss_scale: float = 1.0) -> tuple[Tens
         opt.step()
     elif optimizer == "BERT":
         with torch.no_grad():
-            for name, p in params:
+            for (name, p), g in zip(params, grads, strict=True):
                 decay = 0.0 if p.dim() < 2 or "norm" in name else 0.01  # LN and biases excluded
                 zeros = torch.zeros_like(p)
-                p.copy_(bert_adam_step(p, p.grad, zeros, zeros, lr, weight_decay=decay)[0])
+                p.copy_(bert_adam_step(p, g, zeros, zeros, lr, weight_decay=decay)[0])
     else:
         raise ValueError(f"optimizer must be 'Adam', 'SGD' or 'BERT', got {optimizer!r}")
     after = torch.cat([p.detach().flatten() for _, p in params])

@@ -159,12 +159,12 @@ def compare(
 @functools.cache
 def _compare(seed: int, length: int, n_docs: int, device: str) -> tuple:
     model = train_window_classifier(seed, device=device)
-    device = next(model.parameters()).device
+    model_device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(10_000 + seed)
     results = {}
     for position in POSITIONS:
         docs = long_documents(n_docs, length, position=position, generator=generator)
-        ids, labels = docs.input_ids.to(device), docs.labels.to(device)
+        ids, labels = docs.input_ids.to(model_device), docs.labels.to(model_device)
         logits = window_logits(model, ids)  # computed once for both poolings
         for strategy in STRATEGIES:
             if strategy.startswith("windows"):

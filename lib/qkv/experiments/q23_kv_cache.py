@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -77,8 +78,8 @@ def step_flops(seed: int, positions: tuple[int, ...] = POSITIONS) -> dict[str, l
     for t in positions:
         with torch.no_grad():
             _, cache = model(ids[:, :t])
-        out["cache"].append(count_flops(lambda t=t, c=cache: model(ids[:, t : t + 1], c)))
-        out["no cache"].append(count_flops(lambda t=t: model(ids[:, : t + 1])))
+        out["cache"].append(count_flops(partial(model, ids[:, t : t + 1], cache)))
+        out["no cache"].append(count_flops(partial(model, ids[:, : t + 1])))
     return out
 
 

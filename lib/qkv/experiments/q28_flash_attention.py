@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -212,7 +213,8 @@ def split_key_decode(q: Tensor, k: Tensor, v: Tensor, splits: int) -> Tensor:
         lses.append(torch.logsumexp(s, dim=-1))
         partial.append(torch.softmax(s, dim=-1) @ v_s)
     lse = torch.logsumexp(torch.stack(lses), dim=0)
-    return sum(torch.exp(l_s - lse)[:, None] * o_s for l_s, o_s in zip(lses, partial, strict=True))
+    out = sum(torch.exp(l_s - lse)[:, None] * o_s for l_s, o_s in zip(lses, partial, strict=True))
+    return cast(Tensor, out)  # sum() starts from the int 0; the first chunk makes it a Tensor
 
 
 def standard_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -241,7 +243,7 @@ def saved_for_backward(attention: Callable[..., Tensor], q: Tensor, k: Tensor, v
     seen: dict[tuple[int, int, tuple[int, ...]], int] = {}
 
     def pack(t: Tensor) -> Tensor:
-        seen[(t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))] = t.numel()
+        seen[(t.untyped_storage().data_ptr(), int(t.storage_offset()), tuple(t.shape))] = t.numel()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

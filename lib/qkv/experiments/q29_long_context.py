@@ -23,7 +23,8 @@ from qkv.llama import llama_config
 from qkv.positions import rope_frequencies
 
 CONFIGS = ("Llama-2-7B", "Llama-3-8B")
-SCALINGS = {  # name: rope_scaling dict for a context `factor` times the training length
+# name: rope_scaling dict for a context `factor` times the training length
+SCALINGS: dict[str, dict[str, object] | None] = {
     "plain RoPE": None,
     "PI (linear)": {"rope_type": "linear"},
     "NTK-aware (dynamic)": {"rope_type": "dynamic"},

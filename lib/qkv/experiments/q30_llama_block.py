@@ -78,7 +78,7 @@ def ffn_counts(d_model: int, tokens: int = 8) -> dict[str, tuple[int, int]]:
         "SwiGLU, 8d/3": SwiGLU(d_model, 8 * d_model // 3),
         "SwiGLU, 4d": SwiGLU(d_model, 4 * d_model),
     }
-    return {name: (count_parameters(net), count_flops(lambda net=net: net(x))["total"])
+    return {name: (count_parameters(net), count_flops(functools.partial(net, x))["total"])
             for name, net in nets.items()}  # fmt: skip
 
 
@@ -98,7 +98,7 @@ def norm_seconds(tokens: int = 4096, d_model: int = 1024, repeats: int = 5) -> d
         "written out, RMSNorm": norms_module.RMSNorm(d_model),
     }
     with torch.no_grad():
-        return {name: best_seconds(lambda n=n: n(x), repeats, clock="cpu")
+        return {name: best_seconds(functools.partial(n, x), repeats, clock="cpu")
                 for name, n in norms.items()}  # fmt: skip
 
 

@@ -19,13 +19,15 @@ the mean ``|log Z|``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qkv.attention import MultiHeadAttention
 from qkv.experiments import Claim, claims, experiment
+from qkv.layers import TransformerEncoderLayer
 from qkv.markov import MarkovLanguage
 from qkv.stability import TransformerStack
 
@@ -46,28 +48,34 @@ class HeadNorm(nn.Module):
         return self.norm(heads).flatten(-2)
 
 
+def _attentions(model: TransformerStack) -> list[MultiHeadAttention]:
+    """Every layer's self-attention (a ModuleList's items are typed Module: cast them)."""
+    return [cast(TransformerEncoderLayer, layer).self_attn for layer in model.layers]
+
+
 def add_qk_norm(model: TransformerStack) -> TransformerStack:
     """Follow every layer's W_Q and W_K by a per-head LayerNorm (QK-norm), in place."""
-    for layer in model.layers:
-        attn = layer.self_attn
-        attn.w_q = nn.Sequential(attn.w_q, HeadNorm(attn.n_heads, attn.d_k))
-        attn.w_k = nn.Sequential(attn.w_k, HeadNorm(attn.n_kv_heads, attn.d_k))
+    for attn in _attentions(model):
+        q_norm, k_norm = HeadNorm(attn.n_heads, attn.d_k), HeadNorm(attn.n_kv_heads, attn.d_k)
+        # a Sequential where MultiHeadAttention declares an nn.Linear: it is called the same way
+        attn.w_q = nn.Sequential(attn.w_q, q_norm)  # type: ignore[assignment]
+        attn.w_k = nn.Sequential(attn.w_k, k_norm)  # type: ignore[assignment]
     return model
 
 
 def max_attention_logit(model: TransformerStack, ids: Tensor) -> float:
     """The largest ``|q·k| / sqrt(d_k)`` of any layer, head and (query, key) pair on ``ids``."""
     inputs: list[Tensor] = []
+    attentions = _attentions(model)
     hooks = [
-        layer.self_attn.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
-        for layer in model.layers
+        attn.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+        for attn in attentions
     ]
     try:
         with torch.no_grad():
             model(ids)
             largest = 0.0
-            for layer, x in zip(model.layers, inputs, strict=True):
-                attn = layer.self_attn
+            for attn, x in zip(attentions, inputs, strict=True):
                 q = attn.w_q(x).unflatten(-1, (attn.n_heads, -1)).transpose(1, 2)  # (B, h, L, d_k)
                 k = attn.w_k(x).unflatten(-1, (attn.n_kv_heads, -1)).transpose(1, 2)
                 scores = q @ k.transpose(-1, -2) / math.sqrt(attn.d_k)  # (B, h, L, L)
@@ -111,9 +119,9 @@ def train_proxy(seed: int, lr: float, *, qk_norm: bool = False, z_loss: float = 
     held_out = language.sample(64, LENGTH + 1, generator=g)
     with torch.no_grad():
         logits = model(held_out[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), held_out[:, 1:].flatten()).item()
+        held_out_loss = F.cross_entropy(logits.flatten(0, 1), held_out[:, 1:].flatten()).item()
         log_z = torch.logsumexp(logits, dim=-1).abs().mean().item()
-    return ProxyRun(max_attention_logit(model, held_out[:, :-1]), loss, log_z)
+    return ProxyRun(max_attention_logit(model, held_out[:, :-1]), held_out_loss, log_z)
 
 
 _FIVE = tuple(range(5))
