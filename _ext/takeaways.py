@@ -124,6 +124,20 @@ def absolute_doc_refs(markdown: str, docname: str) -> str:
     return _DOC_ROLE.sub(fix, markdown)
 
 
+_GLUE_TEXT = re.compile(r"\{glue:text\}`(?P<key>[^`:]+)(?P<fmt>:[^`]*)?`")
+
+
+def glue_from(markdown: str, docname: str, page: str) -> str:
+    """Point ``{glue:text}`` roles of chapter ``docname`` at that chapter's notebook, so that
+    its text keeps its numbers on another page ``page`` (myst-nb's ``path::key`` form)."""
+    notebook = posixpath.relpath(f"{docname}.ipynb", posixpath.dirname(page))
+
+    def fix(found: re.Match) -> str:
+        return f"{{glue:text}}`{notebook}::{found['key']}{found['fmt'] or ''}`"
+
+    return _GLUE_TEXT.sub(fix, markdown)
+
+
 def read_chapter(root: Path, docname: str, part: str) -> Chapter:
     """Read a chapter's titles, 30-second answers and follow-ups from its notebook."""
     path = root / f"{docname}.ipynb"
@@ -330,7 +344,7 @@ def drill_markdown(book: list[Chapter]) -> str:
                 "````",
                 "",
             ]
-        follow_ups = _FOOTCITE.sub("", ch.follow_ups)
+        follow_ups = glue_from(_FOOTCITE.sub("", ch.follow_ups), ch.docname, DRILL)
         if follow_ups:
             answers += [
                 "````{container} drill-follow-ups",
