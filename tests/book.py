@@ -120,26 +120,3 @@ if _install:
         )
     importlib.invalidate_caches()
     print("Installed.")'''
-
-
-def write_install_cells() -> list[Path]:
-    """Make every chapter's first cell the install cell for _config.yml's URL and the
-    chapter's imports (after a fork, or when a chapter starts importing transformers)."""
-    changed = []
-    for path in chapter_paths():
-        source = install_cell_source(repository_url(), chapter_extras(path))
-        lines = source.splitlines(keepends=True)
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        first = nb["cells"][0]
-        if first["cell_type"] != "code" or "find_spec" not in cell_text(first):
-            raise ValueError(f"{path}: the first cell is not the install cell")
-        if first["source"] != lines:
-            first["source"] = lines
-            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            changed.append(path)
-    return changed
-
-
-if __name__ == "__main__":  # python -m tests.book: rewrite the install cells
-    for path in write_install_cells():
-        print(f"updated {path.relative_to(ROOT)}")

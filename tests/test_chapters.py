@@ -89,7 +89,7 @@ def problems(path: Path) -> list[str]:
         found.append(
             "the first cell must be the guarded Colab install of qkv from the repository URL "
             "in _config.yml and of the chapter's pinned extras (tests/book.py: "
-            "install_cell_source; `python -m tests.book` rewrites it), tagged remove-cell"
+            "install_cell_source; `python -m tools.install_cells` rewrites it), tagged remove-cell"
         )
 
     title_lines = [ln.strip() for ln in (markdown[0] if markdown else "").splitlines()]
