@@ -264,7 +264,7 @@ class PeakMemory:
     through ``/proc/self/clear_refs``) minus ``VmRSS`` on entry; off Linux, the
     process's ``ru_maxrss``, which cannot be reset (so run one measurement per process).
     On CUDA: ``torch.cuda.max_memory_allocated`` minus ``memory_allocated`` on entry.
-    After the block, :attr:`mib` holds the result::
+    After the block, ``mib`` holds the result::
 
         with PeakMemory("cpu") as peak:
             attention(q, k, v)

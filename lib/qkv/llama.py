@@ -114,7 +114,8 @@ class LlamaConfig:
 
         Raises:
             ValueError: a feature qkv's Llama does not have (biases, another activation,
-            partial rotary embeddings, a ``rope_type`` other than linear, dynamic, yarn, llama3).
+                partial rotary embeddings, a ``rope_type`` other than linear, dynamic, yarn,
+                llama3).
         """
         names = {f.name for f in fields(cls)} | {"hidden_act", "attention_bias", "mlp_bias",
                                                   "rope_parameters"}  # fmt: skip

@@ -198,8 +198,9 @@ def check_rope_scaling(scaling: Mapping | None) -> dict | None:
     ``"rope_type"``; ``None``, ``{}`` and ``rope_type="default"`` mean plain RoPE (None).
 
     Raises:
-        TypeError: ``scaling`` is not a dict. ValueError: an unknown ``rope_type`` or key,
-        a missing or ``< 1`` factor, or a value of the wrong kind.
+        TypeError: ``scaling`` is not a dict.
+        ValueError: an unknown ``rope_type`` or key, a missing factor or one below 1, or a
+            value of the wrong kind.
     """
     if scaling is None:
         return None

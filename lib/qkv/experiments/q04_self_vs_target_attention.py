@@ -253,12 +253,12 @@ class InterestRun(NamedTuple):
 
     @property
     def selectivity(self) -> float:
-        """DIN: mean absolute weight on matching behaviours over that on the others."""
+        """For DIN, the mean absolute weight on matching behaviours over that on the others."""
         return (self.matching.abs().mean() / self.other.abs().mean()).item()
 
     @property
     def sign_agreement(self) -> float:
-        """DIN: share of the matching behaviours whose weight has their majority sign."""
+        """For DIN, the share of the matching behaviours whose weight has their majority sign."""
         signs = self.matching.sign()
         return max((signs > 0).float().mean().item(), (signs < 0).float().mean().item())
 
@@ -271,7 +271,7 @@ class InterestRun(NamedTuple):
 @experiment
 def interest_run(seed: int, *, device: str | torch.device | None = None) -> InterestRun:
     """The chapter's experiment for one seed: catalogue, both poolings trained
-    (:func:`train_interest_models`), and probe users with ``k`` in :data:`KS` matching
+    (:func:`train_interest_models`), and probe users with ``k`` in ``KS`` matching
     behaviours (:func:`probe_intensity`).
 
     Used in: Q4.

@@ -166,7 +166,7 @@ def linear_vs_softmax(seed: int, *, n: int = 512, d_k: int = 16) -> dict[str, fl
     """Linear attention (phi = elu + 1) against softmax attention on random q, k, v.
 
     ``(B, h, n, d_k) = (2, 4, n, d_k)`` drawn from ``seed``. Returns ``"chunked"``: max
-    difference of :func:`qkv.chunked.chunked_attention` (blocks of 64) from full
+    difference of :func:`qkv.attention.chunked_attention` (blocks of 64) from full
     attention; ``"regrouped"``: max difference of linear attention from its quadratic
     form; ``"linear_vs_softmax"``: max difference of linear from softmax attention.
     Used in: Q7.

@@ -237,7 +237,7 @@ def context_extension(seed: int = 0) -> dict[str, float]:
     - ``"extrapolate"``: unchanged, positions 0..63 (angles it never saw);
     - ``"PI, no fine-tuning"``: position interpolation (Chen et al. 2023), positions
       multiplied by ``1/s``, so every angle lies inside the trained range;
-    - ``"PI + fine-tuning"``: the same, after :data:`FINE_TUNE_STEPS` AdamW steps on
+    - ``"PI + fine-tuning"``: the same, after ``FINE_TUNE_STEPS`` AdamW steps on
       64-token sequences;
     - ``"direct fine-tuning"``: the same steps without rescaling (a control);
     - ``"NTK-aware, no fine-tuning"``: the base raised to ``10000 * s^(d_k/(d_k-2))``,

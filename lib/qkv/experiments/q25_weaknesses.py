@@ -134,7 +134,7 @@ def locality_experiment(
     steps: int = 200,
     device: str | torch.device | None = None,
 ) -> dict[str, list[float]]:
-    """Held-out accuracy of each model of :data:`LOCALITY_MODELS` for each training-set size.
+    """Held-out accuracy of each model of ``LOCALITY_MODELS`` for each training-set size.
 
     For each ``n_train`` in ``budgets``: draw ``n_train`` sequences of ``length`` bits
     (seeded by ``seed``), train each model (initialised with ``seed``) for ``steps``
@@ -239,10 +239,10 @@ def state_tracking(seed: int = 0, *, steps: int = 200) -> dict[str, list[float]]
     The GRU has 16 units (about 1,700 parameters); the Transformer has 2 layers,
     ``d_model = 32``, 4 heads and RoPE (about 25,000). Both train for ``steps`` AdamW
     updates (lr 3e-3) on fresh batches of 32 sequences of 16 bits, then are scored on
-    256 held-out sequences of each length in :data:`PARITY_LENS`. Chance is 0.5.
+    256 held-out sequences of each length in ``PARITY_LENS``. Chance is 0.5.
 
     Returns:
-        ``{model name: [accuracy at each length]}``, models as in :data:`PARITY_MODELS`.
+        ``{model name: [accuracy at each length]}``, models as in ``PARITY_MODELS``.
 
     Used in: Q25 (also ``benchmarks/robustness.py``).
     """
