@@ -133,7 +133,9 @@ def glue_from(markdown: str, docname: str, page: str) -> str:
     notebook = posixpath.relpath(f"{docname}.ipynb", posixpath.dirname(page))
 
     def fix(found: re.Match) -> str:
-        return f"{{glue:text}}`{notebook}::{found['key']}{found['fmt'] or ''}`"
+        # myst-nb reads the text after the last colon as the format: give one ("s" for the
+        # book's glued text) so that the key keeps its own name
+        return f"{{glue:text}}`{notebook}::{found['key']}{found['fmt'] or ':s'}`"
 
     return _GLUE_TEXT.sub(fix, markdown)
 

@@ -354,7 +354,7 @@ def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) 
     Returns:
         A :class:`GPT` in eval mode on the device and dtype of ``wte``.
 
-    Used in: Q11, Q23, tests/test_gpt.py (the Hugging Face reference check of the chapter's
+    Used in: Q11, Q23, tests/qkv/test_gpt.py (the Hugging Face reference check of the chapter's
     model).
     """
     state = {k.removeprefix("transformer."): v for k, v in state_dict.items()}

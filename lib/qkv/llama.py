@@ -308,7 +308,7 @@ def llama_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: LlamaConf
     Returns:
         A :class:`Llama` in eval mode on the device and dtype of the embedding.
 
-    Used in: Q30, tests/test_llama.py (the Hugging Face reference check).
+    Used in: Q30, tests/qkv/test_llama.py (the Hugging Face reference check).
     """
     if not isinstance(config, LlamaConfig):
         raise TypeError(f"config must be a qkv.llama.LlamaConfig, got {type(config).__name__}")

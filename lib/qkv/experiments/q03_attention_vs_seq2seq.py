@@ -74,7 +74,7 @@ def train_digit_model(
     teacher forcing (:func:`digit_loss`). ``task`` is ``"reverse"`` or ``"copy"``
     (:func:`qkv.tasks.digit_seq2seq`); embeddings have width 16, GRU states
     ``d_hidden`` (the fixed vector ``c`` has ``2 * d_hidden`` numbers). It runs on one
-    torch thread and leaves the caller's random state alone (:func:`experiment`).
+    torch thread and leaves the caller's random state alone (:func:`qkv.experiments.experiment`).
 
     Returns:
         the trained model (on ``device``, default :func:`qkv.device`) and its

@@ -82,6 +82,7 @@ def leak_by_path(seed: int = 0, *, length: int = 12, position: int = 5) -> dict[
     - ``"no residual, position-only queries"``: the same, but every query is built
       from its position embedding alone, as XLNet's query stream is: nothing of the
       hidden word reaches any output.
+
     Used in: Q16.
     """
     check_int("seed", seed, 0)
@@ -177,7 +178,7 @@ def train_masked_lm(
     lr: float = 1e-2,
     device: str | torch.device | None = None,
 ) -> MaskedLMRun:
-    """Train a tiny :class:`MaskedLM` on a Markov language; score it on isolated masks.
+    """Train a tiny :class:`qkv.mlm.MaskedLM` on a Markov language; score it on isolated masks.
 
     Every step draws ``batch_size`` fresh sentences of ``length`` words from
     ``MarkovLanguage(n_words, branching=3, seed=0)`` (the same language for every
@@ -255,7 +256,7 @@ def _run(rate: float, hide: str, steps: int, seed: int) -> MaskedLMRun:
 
 @experiment
 def leak_run(seed: int = 0) -> MaskedLMRun:
-    """15% of the words hidden by the attention mask (inputs intact), :data:`LEAK_STEPS` updates.
+    """15% of the words hidden by the attention mask (inputs intact), ``LEAK_STEPS`` updates.
 
     Used in: Q16.
     """
@@ -264,7 +265,7 @@ def leak_run(seed: int = 0) -> MaskedLMRun:
 
 @experiment
 def rate_runs(seed: int = 0) -> dict[float, MaskedLMRun]:
-    """One run per rate in :data:`RATES`, 80/10/10 in the input, :data:`STEPS` updates each.
+    """One run per rate in ``RATES``, 80/10/10 in the input, ``STEPS`` updates each.
 
     Used in: Q16.
     """

@@ -49,7 +49,7 @@ N_CLASSES, N_NOISE = 2, 50
 VOCAB_SIZE = N_SPECIAL + N_CLASSES + N_NOISE
 #: The remedies compared, truncations then sliding windows with pooling.
 STRATEGIES = ("head", "tail", "head+tail", "windows (mean)", "windows (max)")
-#: Where the evidence sits: the first, middle or last tenth of the document.
+#: The tenth of the document that holds the evidence (first, middle or last).
 POSITIONS = ("start", "middle", "end")
 
 
@@ -111,7 +111,7 @@ def train_window_classifier(
 
 
 def predict(model: WindowClassifier, ids: Tensor, strategy: str) -> Tensor:
-    """Labels ``(B,)`` for long documents ``ids: (B, L)`` under one of :data:`STRATEGIES`.
+    """Labels ``(B,)`` for long documents ``ids: (B, L)`` under one of ``STRATEGIES``.
 
     Truncations keep ``model.window`` tokens (head+tail: a quarter from the head,
     the rest from the tail, as Sun et al. 2019 keep 128 + 382 of 510); windows
@@ -184,8 +184,8 @@ def xor_documents(batch_size: int, *, generator: torch.Generator) -> tuple[Tenso
     """``ids (B, 16)`` and ``labels (B,)``: two bit tokens far apart, label = their XOR.
 
     Token ``N_SPECIAL + b`` carries bit ``b``; one sits in the first
-    :data:`XOR_REGION` positions, the other in the last; every other token is noise
-    (ids from ``N_SPECIAL + 2``). No window of :data:`XOR_WINDOW` tokens holds both.
+    ``XOR_REGION`` positions, the other in the last; every other token is noise
+    (ids from ``N_SPECIAL + 2``). No window of ``XOR_WINDOW`` tokens holds both.
     """
     g = generator
     ids = torch.randint(0, N_NOISE, (batch_size, XOR_LENGTH), generator=g) + N_SPECIAL + 2
@@ -202,7 +202,7 @@ class SmallEncoder(nn.Module):
     """Two Pre-LN encoder layers (``qkv.layers``) over ``length`` tokens, mean-pooled logits.
 
     ``ids: (B, length)`` -> logits ``(B, 2)``. With ``window`` set, the encoder reads
-    each sliding window of ``window`` tokens (stride :data:`XOR_STRIDE`) on its own and
+    each sliding window of ``window`` tokens (stride ``XOR_STRIDE``) on its own and
     the window logits are pooled by ``how`` (``"mean"`` or ``"max"``): no attention
     crosses a window boundary.
     """
@@ -241,7 +241,7 @@ def spread_evidence(seed: int = 0, *, steps: int = 150) -> dict[str, float]:
 
     Three :class:`SmallEncoder` s, each trained from the same seed for ``steps`` AdamW
     updates (lr 3e-3, batches of 64) on the document label: one over the whole
-    document, two over windows of :data:`XOR_WINDOW` with mean or max pooling of
+    document, two over windows of ``XOR_WINDOW`` with mean or max pooling of
     the window logits. Scored on 1000 held-out documents (seed ``10_000 + seed``).
     Used in: Q20.
     """

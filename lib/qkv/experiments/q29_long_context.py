@@ -2,7 +2,7 @@
 
 Everything here is computed from published configurations (:func:`qkv.llama.llama_config`)
 and :func:`qkv.positions.rope_frequencies`, whose rescalings equal Hugging Face's
-(``tests/test_llama.py``); the trained-model evidence is Q21's experiment
+(``tests/qkv/test_llama.py``); the trained-model evidence is Q21's experiment
 (``qkv.experiments.q21_positional_encodings``), which this chapter quotes.
 
 - :func:`wavelengths`: per configuration, how many rotation pairs complete less than

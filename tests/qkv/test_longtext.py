@@ -217,7 +217,7 @@ def test_every_public_name_is_used_outside_the_tests():
 
     import qkv.longtext
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     sources = [*(root / "chapters").rglob("*.ipynb"), *(root / "lib" / "qkv").rglob("*.py")]
     texts = [p.read_text() for p in sources if p.name != "longtext.py"]
     unused = [name for name in qkv.longtext.__all__ if not any(name in t for t in texts)]

@@ -147,7 +147,7 @@ def test_peak_memory_sees_a_block_that_is_freed_before_the_end():
 
 def test_the_measuring_harness_exists_once():
     """Peak memory and timing loops live in qkv.complexity; the benchmarks use it."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     files = [*(root / "lib" / "qkv").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
     harness = ("VmHWM", "clear_refs", "max_memory_allocated(", "time.process_time()")
     owners = {p.relative_to(root).as_posix() for p in files for h in harness if h in p.read_text()}

@@ -343,7 +343,7 @@ def test_bert_is_reexported_by_models_in_either_import_order():
     assert qkv.models.Bert is qkv.bert.Bert and qkv.models.BertConfig is qkv.bert.BertConfig
     with pytest.raises(AttributeError, match="has no attribute 'Bart'"):
         qkv.models.Bart  # noqa: B018
-    lib = str(Path(__file__).resolve().parents[1] / "lib")
+    lib = str(Path(__file__).resolve().parents[2] / "lib")
     code = "import qkv.bert, qkv.models; assert qkv.models.Bert is qkv.bert.Bert"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": lib})
 

@@ -237,7 +237,7 @@ def test_no_module_imports_private_mask_helpers():
     import pathlib
     import re
 
-    lib = pathlib.Path(__file__).resolve().parents[1] / "lib" / "qkv"
+    lib = pathlib.Path(__file__).resolve().parents[2] / "lib" / "qkv"
     private = re.compile(r"from qkv\.masks import[^\n]*\b_[a-z]")
     offenders = [p.name for p in lib.rglob("*.py") if private.search(p.read_text())]
     assert offenders == []
