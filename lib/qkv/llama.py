@@ -16,7 +16,7 @@ What LLaMA (Touvron et al. 2023a, §2.2; Llama 2, 2023b) changes in GPT's decode
   and an output layer apart from the embedding (``tie_word_embeddings=False`` in Llama 2, 3).
 
 The attention, the cache and the generation loop are :mod:`qkv.gpt`'s
-(:class:`~qkv.gpt.CausalSelfAttention`, :class:`~qkv.kvcache.KVCache`,
+(``qkv.gpt.CausalSelfAttention``, :class:`~qkv.kvcache.KVCache`,
 :func:`~qkv.gpt.greedy_generate`); RoPE and its rescalings are :mod:`qkv.positions`',
 RMSNorm is :mod:`qkv.norms`'. Names follow Hugging Face's ``LlamaConfig``: ``hidden_size`` is
 ``d_model``, ``num_attention_heads`` is ``h``, ``head_dim`` is ``d_k``, ``vocab_size`` is ``V``.
@@ -46,7 +46,7 @@ from qkv.norms import RMSNorm
 from qkv.positions import apply_rotary, check_rope_scaling, rope_frequencies
 from qkv.tying import tie
 
-__all__ = ["LlamaConfig", "Llama", "llama_config", "llama_from_hf_state_dict"]
+__all__ = ["LlamaConfig", "Llama", "SwiGLU", "llama_config", "llama_from_hf_state_dict"]
 
 
 @dataclass
@@ -158,6 +158,7 @@ def llama_config(name: str) -> LlamaConfig:
 
         with torch.device("meta"):
             model = Llama(llama_config("Llama-2-7B"))
+
     Used in: Q27, Q30.
     """
     if name not in _PUBLISHED:

@@ -167,6 +167,7 @@ class FlashAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, block: int) -> Tensor:  # type: ignore[override]
+        """The output, by an online softmax over blocks of ``block`` keys; saves O and the LSE."""
         scale = 1 / math.sqrt(q.shape[-1])
         lse = torch.full(q.shape[:-1], -math.inf, dtype=q.dtype)
         out = torch.zeros_like(q)
@@ -184,6 +185,7 @@ class FlashAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        """Gradients of q, k, v, each block of weights recomputed from q, k and the LSE."""
         q, k, v, out, lse = ctx.saved_tensors
         block, scale = ctx.block, ctx.scale
         delta = (grad_out * out).sum(dim=-1)  # D_i = rowsum(dO ∘ O)
