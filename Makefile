@@ -67,6 +67,7 @@ chromium:
 # mypy reads [tool.mypy] in pyproject.toml: basic mode on lib/qkv.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib tests tools chapters benchmarks conftest.py _ext
+	$(VENV)/bin/ruff format --check lib tests tools chapters benchmarks conftest.py _ext
 	$(VENV)/bin/mypy
 
 test: $(STAMP) $(MATHJAX) chromium lint

@@ -69,8 +69,10 @@ GLOSSARY = {
     "pre-training": "预训练",
     "feed-forward": "前馈",
 }
-_GLOSSARY_EN = [(re.compile(r"(?<![\w-])" + re.escape(en) + r"s?(?![\w-])", re.I), zh)
-                for en, zh in GLOSSARY.items()]  # fmt: skip
+_GLOSSARY_EN = [
+    (re.compile(r"(?<![\w-])" + re.escape(en) + r"s?(?![\w-])", re.I), zh)
+    for en, zh in GLOSSARY.items()
+]
 _GLOSSARY_ZH = [(zh, en) for en, zh in GLOSSARY.items()]
 
 

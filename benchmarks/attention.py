@@ -44,8 +44,13 @@ from qkv.masks import key_mask, padding_mask  # noqa: E402
 
 TIME_CONFIG = {"B": 4, "h": 8, "d_k": 64, "n": (128, 512, 2048)}
 MEMORY_CONFIG = {
-    "B": 1, "h": 2, "d_k": 64, "n": (2048, 4096, 8192), "chunk_size": 1024, "query_chunk_size": 256
-}  # fmt: skip
+    "B": 1,
+    "h": 2,
+    "d_k": 64,
+    "n": (2048, 4096, 8192),
+    "chunk_size": 1024,
+    "query_chunk_size": 256,
+}
 
 
 CLOCK = "wall"  # --clock cpu: this process's CPU time, robust to other jobs' load
@@ -130,9 +135,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=7, help="fewest timing repeats")
     parser.add_argument(
-        "--clock", default="wall", choices=["wall", "cpu"],
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
         help="cpu: this process's CPU time (use with 1 torch thread on a shared machine)",
-    )  # fmt: skip
+    )
     parser.add_argument("--only", choices=["time", "memory"], help="print one table")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -81,9 +81,7 @@ def install_cell_source(url: str, extras: list[str] | tuple[str, ...] = ()) -> s
     not meet a confusing ``ModuleNotFoundError: qkv`` in every later cell.
     """
     needs = ", ".join(["qkv (the book's library)", *extras])
-    requirements = "".join(
-        f'    "{e.split("==")[0]}": "{e}",\n' for e in extras
-    )
+    requirements = "".join(f'    "{e.split("==")[0]}": "{e}",\n' for e in extras)
     return f'''# On Colab or in a fresh kernel: install what this chapter needs if it is missing:
 # {needs}.
 import importlib.metadata
@@ -108,7 +106,7 @@ _install = [r for m, r in REQUIREMENTS.items() if _missing(m, r)]
 if _install:
     print("Installing", ", ".join(_install), "(about a minute)...")
     _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *_install],
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True)
     if _pip.returncode != 0:
         raise SystemExit(
             "Could not install this chapter's requirements; the other cells need them, so "

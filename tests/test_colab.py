@@ -141,7 +141,9 @@ def test_fresh_virtualenv_installs_and_runs_a_transformers_chapter(tmp_path: Pat
     assert "transformers==5.24.0" in printed and "qkv @ git+file://" in printed, printed
     version = subprocess.run(
         [str(python), "-c", "import transformers, qkv; print(transformers.__version__)"],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert version.stdout.strip() == "5.24.0", version.stderr[-1000:]
     print(f"fresh virtualenv: install and chapter in {time.monotonic() - started:.0f} s")

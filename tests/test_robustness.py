@@ -58,8 +58,7 @@ def test_margin_holds_for_every_seed(claim):
         if not claim.holds(value)
     }
     assert not failing, (
-        f"{claim.id}: the claim is value {claim.op} {claim.margin}, "
-        f"which fails for seeds {failing}"
+        f"{claim.id}: the claim is value {claim.op} {claim.margin}, which fails for seeds {failing}"
     )
 
 

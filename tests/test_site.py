@@ -112,8 +112,14 @@ def browser() -> Iterator[object]:
         )
     from playwright.sync_api import sync_playwright
 
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=flags)
         yield chromium
@@ -341,11 +347,13 @@ def test_question_index_and_numbered_sidebar(browser: object, server: str) -> No
         assert sections and "questions" in sections[0].lower(), sections
 
         nav = page.locator("nav.bd-docs-nav a.reference.internal")
-        entries = dict(zip(
-            nav.evaluate_all("els => els.map(e => e.getAttribute('href'))"),
-            [t.strip() for t in nav.all_inner_texts()],
-            strict=True,
-        ))  # fmt: skip
+        entries = dict(
+            zip(
+                nav.evaluate_all("els => els.map(e => e.getAttribute('href'))"),
+                [t.strip() for t in nav.all_inner_texts()],
+                strict=True,
+            )
+        )
         for ch in book:
             entry = entries.get(f"{ch.docname}.html")
             assert entry and entry.startswith(f"Q{ch.number} · "), (ch.stem, entry)

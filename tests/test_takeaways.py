@@ -56,8 +56,17 @@ def test_install_cell_installs_qkv_with_its_quizzes(tmp_path):
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     target = tmp_path / "site"
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-           str(target), f"qkv @ git+file://{ROOT}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--target",
+        str(target),
+        f"qkv @ git+file://{ROOT}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     shipped = sorted(p.stem for p in (target / "qkv" / "quizzes").glob("*.json"))

@@ -299,9 +299,14 @@ class MultiHeadAttention(nn.Module):
             v = v.repeat_interleave(group, dim=1)
         dropout_p = self.dropout if self.training else 0.0
         result = scaled_dot_product_attention(
-            q, k, v, mask, dropout_p=dropout_p, return_weights=need_weights,
+            q,
+            k,
+            v,
+            mask,
+            dropout_p=dropout_p,
+            return_weights=need_weights,
             key_padding_mask=key_padding_mask,
-        )  # fmt: skip
+        )
         out, weights = result if isinstance(result, tuple) else (result, None)
         out = out.transpose(1, 2).reshape(B, n, -1)  # (B, h, n, d_k) -> (B, n, h * d_k)
         return self.w_o(out), weights
@@ -343,4 +348,3 @@ class MultiHeadAttention(nn.Module):
         mha = mha.to(device=m.in_proj_weight.device, dtype=m.in_proj_weight.dtype)
         mha.load_state_dict(state)
         return mha.train(m.training)
-

@@ -51,7 +51,6 @@ def _merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, .
     return tuple(merged)
 
 
-
 Pair = tuple[str, str]
 
 
@@ -89,6 +88,7 @@ def reindex_word(
     for pair in pairwise(new):
         pair_counts[pair] += freq
         words_with[pair].add(i)
+
 
 class BPETokenizer(Tokenizer):
     """Byte-pair encoding on characters (Sennrich et al. 2016, Algorithm 1).

@@ -56,8 +56,14 @@ class GPTConfig:
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
-        sizes = dict(vocab_size=self.vocab_size, n_positions=self.n_positions, n_embd=self.n_embd,
-                     n_layer=self.n_layer, n_head=self.n_head, n_inner=self.d_ff)  # fmt: skip
+        sizes = dict(
+            vocab_size=self.vocab_size,
+            n_positions=self.n_positions,
+            n_embd=self.n_embd,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_inner=self.d_ff,
+        )
         for name, value in sizes.items():
             check_int(name, value, 1)
         if self.n_embd % self.n_head:
@@ -98,15 +104,19 @@ class CausalSelfAttention(MultiHeadAttention):
         B, n, _ = x.shape
         # (B, n, heads * d_k) -> (B, n, heads, d_k) -> (B, heads, n, d_k), heads = h for q
         q = self.w_q(x).view(B, n, self.n_heads, self.d_k).transpose(1, 2)
-        k, v = (w(x).view(B, n, self.n_kv_heads, self.d_k).transpose(1, 2)
-                for w in (self.w_k, self.w_v))  # fmt: skip
+        k, v = (
+            w(x).view(B, n, self.n_kv_heads, self.d_k).transpose(1, 2) for w in (self.w_k, self.w_v)
+        )
         if rotate is not None:  # positions enter q and k only, before k is cached
             q, k = rotate(q), rotate(k)
         if past is not None:  # the new token's k, v join the cache; its q is used once
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         group = self.n_heads // self.n_kv_heads  # query heads per K/V head (1 without GQA)
-        k_all, v_all = (k, v) if group == 1 else (k.repeat_interleave(group, dim=1),
-                                                  v.repeat_interleave(group, dim=1))  # fmt: skip
+        k_all, v_all = (
+            (k, v)
+            if group == 1
+            else (k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1))
+        )
         dropout_p = self.dropout if self.training else 0.0
         out = scaled_dot_product_attention(q, k_all, v_all, mask, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(B, n, -1)  # (B, h, n, d_k) -> (B, n, h * d_k)
@@ -163,8 +173,10 @@ class Decoder(nn.Module):
 
     def _check_input_ids(self, input_ids: Tensor) -> tuple[int, int]:
         """Return ``(B, n)`` of integer ids in ``[0, V)`` with ``1 <= n <= max_len``."""
-        if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or (
-            input_ids.dtype == torch.bool
+        if (
+            not isinstance(input_ids, Tensor)
+            or input_ids.is_floating_point()
+            or (input_ids.dtype == torch.bool)
         ):
             got = input_ids.dtype if isinstance(input_ids, Tensor) else type(input_ids).__name__
             raise TypeError(f"input_ids must be an integer tensor of token ids, got {got}")
@@ -216,8 +228,10 @@ class GPT(Decoder):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
         self.vocab_size, self.n_layers, self.max_len = (
-            config.vocab_size, config.n_layer, config.n_positions
-        )  # fmt: skip
+            config.vocab_size,
+            config.n_layer,
+            config.n_positions,
+        )
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # tokens
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)  # learned positions
         self.drop = nn.Dropout(config.embd_pdrop)
@@ -362,8 +376,13 @@ def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) 
     state.pop("lm_head.weight", None)  # tied to wte
     names = {"wte.weight": "wte.weight", "wpe.weight": "wpe.weight"}
     names |= {f"ln_f.{kind}": f"ln_f.{kind}" for kind in ("weight", "bias")}
-    per_layer = {"ln_1": "ln_1", "ln_2": "ln_2", "attn.c_proj": "attn.w_o",
-                 "mlp.c_fc": "fc", "mlp.c_proj": "proj"}  # fmt: skip
+    per_layer = {
+        "ln_1": "ln_1",
+        "ln_2": "ln_2",
+        "attn.c_proj": "attn.w_o",
+        "mlp.c_fc": "fc",
+        "mlp.c_proj": "proj",
+    }
     layers = range(config.n_layer)
     for i in layers:
         for hf, mine in per_layer.items():
@@ -373,8 +392,9 @@ def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) 
     missing = sorted(set(names) - set(state) | set(fused) - set(state))
     unexpected = sorted(set(state) - set(names) - set(fused))
     if missing or unexpected:
-        raise ValueError(f"state_dict does not fit GPT2LMHeadModel: missing {missing}, "
-                         f"unexpected {unexpected}")  # fmt: skip
+        raise ValueError(
+            f"state_dict does not fit GPT2LMHeadModel: missing {missing}, unexpected {unexpected}"
+        )
     ours: dict[str, Tensor] = {}
     for hf, name in names.items():
         conv1d = hf.endswith("weight") and ("attn." in hf or "mlp." in hf)
@@ -389,8 +409,9 @@ def gpt_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: GPTConfig) 
     expected = model.state_dict()
     for name, tensor in ours.items():
         if tensor.shape != expected[name].shape:
-            raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected "
-                             f"{tuple(expected[name].shape)}")  # fmt: skip
+            raise ValueError(
+                f"{name} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}"
+            )
     model.load_state_dict(ours)
     weight = state["wte.weight"]
     return model.to(device=weight.device, dtype=weight.dtype).eval()

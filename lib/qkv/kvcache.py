@@ -70,8 +70,13 @@ def kv_cache_bytes(
 
     Used in: Q23, Q27.
     """
-    sizes = dict(n_layers=n_layers, n_kv_heads=n_kv_heads, d_head=d_head,
-                 bytes_per_element=bytes_per_element, batch_size=batch_size)  # fmt: skip
+    sizes = dict(
+        n_layers=n_layers,
+        n_kv_heads=n_kv_heads,
+        d_head=d_head,
+        bytes_per_element=bytes_per_element,
+        batch_size=batch_size,
+    )
     for name, value in sizes.items():
         check_int(name, value, 1)
     check_int("tokens", tokens, 0)

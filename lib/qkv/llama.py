@@ -77,8 +77,14 @@ class LlamaConfig:
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                     "num_attention_heads", "max_position_embeddings"):  # fmt: skip
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "max_position_embeddings",
+        ):
             check_int(name, getattr(self, name), 1)
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
@@ -117,12 +123,18 @@ class LlamaConfig:
                 partial rotary embeddings, a ``rope_type`` other than linear, dynamic, yarn,
                 llama3).
         """
-        names = {f.name for f in fields(cls)} | {"hidden_act", "attention_bias", "mlp_bias",
-                                                  "rope_parameters"}  # fmt: skip
+        names = {f.name for f in fields(cls)} | {
+            "hidden_act",
+            "attention_bias",
+            "mlp_bias",
+            "rope_parameters",
+        }
         hf: dict[str, Any] = {name: getattr(hf_config, name, None) for name in names}
         if hf["hidden_act"] not in (None, "silu") or hf["attention_bias"] or hf["mlp_bias"]:
-            raise ValueError("qkv's Llama has SiLU and no biases: hidden_act must be 'silu', "
-                             "attention_bias and mlp_bias False")  # fmt: skip
+            raise ValueError(
+                "qkv's Llama has SiLU and no biases: hidden_act must be 'silu', "
+                "attention_bias and mlp_bias False"
+            )
         rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
         rope_theta = rope.pop("rope_theta", hf.get("rope_theta") or 10000.0)
         if rope.pop("partial_rotary_factor", 1.0) != 1.0:
@@ -136,19 +148,49 @@ class LlamaConfig:
 # of each model's config.json on the Hugging Face Hub (meta-llama/Llama-2-7b-hf,
 # Llama-2-70b-hf, Meta-Llama-3-8B, Meta-Llama-3-70B), read from public copies of those files.
 _PUBLISHED: dict[str, dict[str, Any]] = {
-    "Llama-2-7B": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
-                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-                       max_position_embeddings=4096, rms_norm_eps=1e-5),
-    "Llama-2-70B": dict(vocab_size=32000, hidden_size=8192, intermediate_size=28672,
-                        num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
-                        max_position_embeddings=4096, rms_norm_eps=1e-5),
-    "Llama-3-8B": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
-                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                       max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=500000.0),
-    "Llama-3-70B": dict(vocab_size=128256, hidden_size=8192, intermediate_size=28672,
-                        num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
-                        max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=500000.0),
-}  # fmt: skip
+    "Llama-2-7B": dict(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+    ),
+    "Llama-2-70B": dict(
+        vocab_size=32000,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+    ),
+    "Llama-3-8B": dict(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+    ),
+    "Llama-3-70B": dict(
+        vocab_size=128256,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+    ),
+}
 
 
 def llama_config(name: str) -> LlamaConfig:
@@ -190,9 +232,12 @@ class Block(nn.Module):
         d_model, eps = config.hidden_size, config.rms_norm_eps
         self.input_layernorm = RMSNorm(d_model, eps=eps)
         self.self_attn = CausalSelfAttention(
-            d_model, config.num_attention_heads, n_kv_heads=config.num_key_value_heads,
-            bias=False, d_k=config.head_dim,
-        )  # fmt: skip
+            d_model,
+            config.num_attention_heads,
+            n_kv_heads=config.num_key_value_heads,
+            bias=False,
+            d_k=config.head_dim,
+        )
         self.post_attention_layernorm = RMSNorm(d_model, eps=eps)
         self.mlp = SwiGLU(d_model, config.intermediate_size)
 
@@ -224,8 +269,10 @@ class Llama(Decoder):
             raise TypeError(f"config must be a qkv.llama.LlamaConfig, got {type(config).__name__}")
         self.config = config
         self.vocab_size, self.n_layers, self.max_len = (
-            config.vocab_size, config.num_hidden_layers, None
-        )  # fmt: skip  (RoPE: no table of positions to run out of)
+            config.vocab_size,
+            config.num_hidden_layers,
+            None,
+        )  # RoPE: no table of positions to run out of
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -243,9 +290,13 @@ class Llama(Decoder):
         """
         c = self.config
         return rope_frequencies(
-            c.head_dim, base=c.rope_theta, scaling=c.rope_scaling,
-            max_position_embeddings=c.max_position_embeddings, seq_len=seq_len, device=device,
-        )  # fmt: skip
+            c.head_dim,
+            base=c.rope_theta,
+            scaling=c.rope_scaling,
+            max_position_embeddings=c.max_position_embeddings,
+            seq_len=seq_len,
+            device=device,
+        )
 
     def forward(self, input_ids: Tensor, cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
         """Logits for ``input_ids (B, n)``, continuing the sequence held by ``cache``.
@@ -313,8 +364,11 @@ def llama_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: LlamaConf
     """
     if not isinstance(config, LlamaConfig):
         raise TypeError(f"config must be a qkv.llama.LlamaConfig, got {type(config).__name__}")
-    state = {k.removeprefix("model."): v for k, v in state_dict.items()
-             if not k.endswith("rotary_emb.inv_freq")}  # fmt: skip  (old checkpoints kept it)
+    state = {
+        k.removeprefix("model."): v
+        for k, v in state_dict.items()
+        if not k.endswith("rotary_emb.inv_freq")
+    }  # old checkpoints kept it
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     h, h_kv, d_k = config.num_attention_heads, config.num_key_value_heads, config.head_dim
@@ -338,11 +392,13 @@ def llama_from_hf_state_dict(state_dict: Mapping[str, Tensor], config: LlamaConf
     missing = sorted(k for k in expected if ours.get(k) is None)
     unexpected = sorted(set(ours) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"state_dict does not fit LlamaForCausalLM: missing {missing}, "
-                         f"unexpected {unexpected}")  # fmt: skip
+        raise ValueError(
+            f"state_dict does not fit LlamaForCausalLM: missing {missing}, unexpected {unexpected}"
+        )
     for name, tensor in ours.items():
         if tensor.shape != expected[name].shape:
-            raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected "
-                             f"{tuple(expected[name].shape)}")  # fmt: skip
+            raise ValueError(
+                f"{name} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}"
+            )
     model.load_state_dict(ours)
     return model.eval()

@@ -105,8 +105,9 @@ def rotary_angles(
         inv_freq = base**-exponents  # (d_k / 2,) = theta_i
     elif not isinstance(inv_freq, Tensor) or inv_freq.shape != (d_k // 2,):
         got = tuple(inv_freq.shape) if isinstance(inv_freq, Tensor) else type(inv_freq).__name__
-        raise ValueError(f"inv_freq must be a tensor of shape (d_k / 2,) = ({d_k // 2},), "
-                         f"got {got}")  # fmt: skip
+        raise ValueError(
+            f"inv_freq must be a tensor of shape (d_k / 2,) = ({d_k // 2},), got {got}"
+        )
     else:
         inv_freq = inv_freq.to(dtype=dtype, device=positions.device)
     # (..., L, 1) * (d_k / 2,) -> (..., L, d_k / 2)
@@ -175,11 +176,23 @@ def apply_rotary(
 _ROPE_KEYS = {
     "linear": ({"factor"}, set()),
     "dynamic": ({"factor"}, set()),
-    "yarn": ({"factor"}, {"original_max_position_embeddings", "attention_factor", "beta_fast",
-                          "beta_slow", "mscale", "mscale_all_dim", "truncate"}),
-    "llama3": ({"factor", "low_freq_factor", "high_freq_factor"},
-               {"original_max_position_embeddings"}),
-}  # fmt: skip
+    "yarn": (
+        {"factor"},
+        {
+            "original_max_position_embeddings",
+            "attention_factor",
+            "beta_fast",
+            "beta_slow",
+            "mscale",
+            "mscale_all_dim",
+            "truncate",
+        },
+    ),
+    "llama3": (
+        {"factor", "low_freq_factor", "high_freq_factor"},
+        {"original_max_position_embeddings"},
+    ),
+}
 
 
 def _check_number(name: str, value: object, minimum: float, *, strict: bool = False) -> float:
@@ -221,20 +234,29 @@ def check_rope_scaling(scaling: Mapping | None) -> dict | None:
             f"{sorted(optional)}; got keys {sorted(params)}"
         )
     params["factor"] = _check_number("factor", params["factor"], 1.0)
-    for name in ("attention_factor", "beta_fast", "beta_slow", "low_freq_factor",
-                 "high_freq_factor"):  # fmt: skip
+    for name in (
+        "attention_factor",
+        "beta_fast",
+        "beta_slow",
+        "low_freq_factor",
+        "high_freq_factor",
+    ):
         if params.get(name) is not None:
             params[name] = _check_number(name, params[name], 0.0, strict=True)
     for name in ("mscale", "mscale_all_dim"):
         if params.get(name) is not None:
             params[name] = _check_number(name, params[name], 0.0)
     if "original_max_position_embeddings" in params:
-        check_int("rope_scaling['original_max_position_embeddings']",
-                  params["original_max_position_embeddings"], 1)  # fmt: skip
+        check_int(
+            "rope_scaling['original_max_position_embeddings']",
+            params["original_max_position_embeddings"],
+            1,
+        )
     if rope_type == "llama3" and not params["high_freq_factor"] > params["low_freq_factor"]:
         low, high = params["low_freq_factor"], params["high_freq_factor"]
-        raise ValueError(f"rope_scaling['high_freq_factor'] must be > low_freq_factor, got "
-                         f"{high} and {low}")  # fmt: skip
+        raise ValueError(
+            f"rope_scaling['high_freq_factor'] must be > low_freq_factor, got {high} and {low}"
+        )
     if not isinstance(params.get("truncate", True), bool):
         raise ValueError(f"rope_scaling['truncate'] must be a bool, got {params['truncate']!r}")
     return {"rope_type": rope_type, **params}
@@ -398,8 +420,6 @@ def alibi_bias(n_heads: int, L: int, *, device: torch.device | str | None = None
     positions = torch.arange(L, device=device)
     distance = (positions[:, None] - positions[None, :]).abs()  # (L, 1) - (1, L) -> (L, L)
     return -slopes[:, None, None] * distance  # (h, 1, 1) * (L, L) -> (h, L, L)
-
-
 
 
 def rope_decay_bound(distances: Tensor, d_k: int, *, base: float = 10000.0) -> Tensor:

@@ -105,9 +105,14 @@ class TinyTransformer(nn.Module):
         window: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("n_outputs", n_outputs),
-                            ("d_model", d_model), ("n_heads", n_heads),
-                            ("n_layers", n_layers), ("max_len", max_len)):  # fmt: skip
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("n_outputs", n_outputs),
+            ("d_model", d_model),
+            ("n_heads", n_heads),
+            ("n_layers", n_layers),
+            ("max_len", max_len),
+        ):
             check_int(name, value, 1)
         if position not in POSITION_SCHEMES:
             raise ValueError(f"position must be one of {POSITION_SCHEMES}, got {position!r}")

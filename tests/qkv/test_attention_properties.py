@@ -45,8 +45,10 @@ def attention_inputs(draw):
     n, m = draw(st.integers(0, 5)), draw(st.integers(0, 5))
     d_k, d_v = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31)))
-    q, k, v = (torch.randn(*batch, L, d, generator=gen, dtype=torch.float64)
-               for L, d in ((n, d_k), (m, d_k), (m, d_v)))  # fmt: skip
+    q, k, v = (
+        torch.randn(*batch, L, d, generator=gen, dtype=torch.float64)
+        for L, d in ((n, d_k), (m, d_k), (m, d_v))
+    )
     kind = draw(st.sampled_from(["none", "bool", "float"]))
     mask = None
     if kind != "none":

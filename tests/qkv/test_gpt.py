@@ -23,9 +23,15 @@ def hf_gpt2(attn_implementation: str = "eager"):
     a bias or norm loaded into the wrong place visible.
     """
     config = transformers.GPT2Config(
-        vocab_size=V, n_positions=N_POS, n_embd=D, n_layer=N_LAYER, n_head=H,
-        bos_token_id=V - 1, eos_token_id=V - 1, attn_implementation=attn_implementation,
-    )  # fmt: skip
+        vocab_size=V,
+        n_positions=N_POS,
+        n_embd=D,
+        n_layer=N_LAYER,
+        n_head=H,
+        bos_token_id=V - 1,
+        eos_token_id=V - 1,
+        attn_implementation=attn_implementation,
+    )
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(config)
     with torch.no_grad():
@@ -134,9 +140,15 @@ def test_greedy_generation_equals_hugging_face_generate(use_cache, device):
     ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
     prompt = ids(B, 4, seed=3).to(device)
     out = theirs.generate(
-        prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=12,
-        min_new_tokens=12, pad_token_id=V - 1, return_dict_in_generate=True, output_logits=True,
-    )  # fmt: skip
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        do_sample=False,
+        max_new_tokens=12,
+        min_new_tokens=12,
+        pad_token_id=V - 1,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
     before = prompt.clone()
     got, logits = greedy_generate(ours, prompt, 12, use_cache=use_cache, return_logits=True)
     assert torch.equal(got, out.sequences)

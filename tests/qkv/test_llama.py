@@ -42,13 +42,23 @@ def hf_llama(dtype=torch.float32, attn_implementation="eager", rope=None, **fiel
     Hugging Face initialises RMSNorm gains to 1: random values make a gain loaded into the
     wrong place visible. ``rope``: the ``rope_parameters`` (transformers 5's name).
     """
-    sizes = dict(vocab_size=V, hidden_size=D, intermediate_size=D_FF, num_hidden_layers=N_LAYER,
-                 num_attention_heads=H, num_key_value_heads=H_KV, max_position_embeddings=MAX_POS,
-                 rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=None)  # fmt: skip
+    sizes = dict(
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=D_FF,
+        num_hidden_layers=N_LAYER,
+        num_attention_heads=H,
+        num_key_value_heads=H_KV,
+        max_position_embeddings=MAX_POS,
+        rms_norm_eps=1e-5,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
     config = transformers.LlamaConfig(
-        **(sizes | fields), rope_parameters={"rope_theta": 100.0, **(rope or {})},
+        **(sizes | fields),
+        rope_parameters={"rope_theta": 100.0, **(rope or {})},
         attn_implementation=attn_implementation,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(config)
     with torch.no_grad():
@@ -74,8 +84,10 @@ def test_llama_is_lazily_importable_and_config_matches_hugging_face_defaults():
     assert theirs.rope_parameters == {"rope_type": "default", "rope_theta": ours.rope_theta}
     assert LlamaConfig.from_hf(theirs) == ours and ours.rope_scaling is None
     # transformers 4 kept rope_theta and rope_scaling as attributes: read those too
-    old = types.SimpleNamespace(**dataclasses.asdict(ours) | {
-        "rope_theta": 5e5, "rope_scaling": {"type": "linear", "factor": 2}})  # fmt: skip
+    old = types.SimpleNamespace(
+        **dataclasses.asdict(ours)
+        | {"rope_theta": 5e5, "rope_scaling": {"type": "linear", "factor": 2}}
+    )
     assert LlamaConfig.from_hf(old).rope_scaling == {"rope_type": "linear", "factor": 2.0}
     assert LlamaConfig.from_hf(old).rope_theta == 5e5
 
@@ -125,14 +137,16 @@ def test_the_cache_holds_the_kv_heads_only_as_hugging_face_does():
         hf_cache = theirs(x, use_cache=True).cache
     d_k = D // H
     assert cache.keys[0].shape == cache.values[0].shape == (B, H_KV, N, d_k)  # GQA: 2 heads, not 6
-    assert cache.nbytes() == kv_cache_bytes(N_LAYER, H_KV, d_k, N, bytes_per_element=8,
-                                            batch_size=B)  # fmt: skip  (Q23's formula)
+    assert cache.nbytes() == kv_cache_bytes(
+        N_LAYER, H_KV, d_k, N, bytes_per_element=8, batch_size=B
+    )  # Q23's formula
     for layer in range(N_LAYER):  # Hugging Face's rotated keys, features in its pair order
         hf_keys = hf_cache.layers[layer].keys  # (B, H_KV, N, d_k), pairs (i, i + d_k / 2)
         hf_keys = hf_keys.unflatten(-1, (2, d_k // 2)).transpose(-1, -2).flatten(-2)
         torch.testing.assert_close(cache.keys[layer], hf_keys, atol=2e-6, rtol=0)
-        torch.testing.assert_close(cache.values[layer], hf_cache.layers[layer].values, atol=2e-6,
-                                   rtol=0)  # fmt: skip
+        torch.testing.assert_close(
+            cache.values[layer], hf_cache.layers[layer].values, atol=2e-6, rtol=0
+        )
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
@@ -142,9 +156,15 @@ def test_greedy_generation_equals_hugging_face_generate(use_cache):
     prompt = ids(B, 4, seed=3)
     steps = 2 * MAX_POS  # RoPE has no table of positions: generate past max_position_embeddings
     out = theirs.generate(
-        prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=steps,
-        min_new_tokens=steps, pad_token_id=0, return_dict_in_generate=True, output_logits=True,
-    )  # fmt: skip
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        do_sample=False,
+        max_new_tokens=steps,
+        min_new_tokens=steps,
+        pad_token_id=0,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
     got, logits = greedy_generate(ours, prompt, steps, use_cache=use_cache, return_logits=True)
     assert torch.equal(got, out.sequences)
     torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
@@ -158,14 +178,29 @@ SCALINGS = {
     "linear": {"rope_type": "linear", "factor": 2.5},
     "dynamic": {"rope_type": "dynamic", "factor": 3.0},
     "yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096},
-    "yarn, no truncation, own betas": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 16.0,
-                                       "beta_slow": 2.0, "truncate": False,
-                                       "original_max_position_embeddings": 2048},
-    "yarn, mscale ratio": {"rope_type": "yarn", "factor": 40.0, "mscale": 0.707,
-                           "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096},
-    "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-}  # fmt: skip
+    "yarn, no truncation, own betas": {
+        "rope_type": "yarn",
+        "factor": 8.0,
+        "beta_fast": 16.0,
+        "beta_slow": 2.0,
+        "truncate": False,
+        "original_max_position_embeddings": 2048,
+    },
+    "yarn, mscale ratio": {
+        "rope_type": "yarn",
+        "factor": 40.0,
+        "mscale": 0.707,
+        "mscale_all_dim": 1.0,
+        "original_max_position_embeddings": 4096,
+    },
+    "llama3": {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+}
 
 
 @pytest.mark.parametrize("name", SCALINGS)
@@ -173,9 +208,11 @@ def test_rope_frequencies_equal_hugging_face(name):
     scaling = SCALINGS[name]
     length = int(scaling["factor"] * scaling.get("original_max_position_embeddings", 4096))
     config = transformers.LlamaConfig(
-        hidden_size=4096, num_attention_heads=32, max_position_embeddings=length,
+        hidden_size=4096,
+        num_attention_heads=32,
+        max_position_embeddings=length,
         rope_parameters={**scaling, "rope_theta": 10000.0},
-    )  # fmt: skip
+    )
     for seq_len in (None, 3 * length):  # "dynamic" grows its base past max_position_embeddings
         kwargs = {} if seq_len is None else {"seq_len": seq_len}
         expected, factor = ROPE_INIT_FUNCTIONS[scaling["rope_type"]](config, None, **kwargs)
@@ -199,11 +236,13 @@ def test_rope_scalings_do_what_the_papers_say():
     slow = wavelength_turns < 1
     torch.testing.assert_close(yarn[slow], plain[slow] / 4.0)  # slow: interpolated
     assert factor == pytest.approx(0.1 * math.log(4.0) + 1)  # sqrt(1/t), YaRN
-    same, _ = rope_frequencies(128, scaling=SCALINGS["dynamic"], max_position_embeddings=4096,
-                               seq_len=4096)  # fmt: skip
+    same, _ = rope_frequencies(
+        128, scaling=SCALINGS["dynamic"], max_position_embeddings=4096, seq_len=4096
+    )
     assert torch.equal(same, plain)  # dynamic changes nothing up to the trained length
-    longer, _ = rope_frequencies(128, scaling=SCALINGS["dynamic"], max_position_embeddings=4096,
-                                 seq_len=8192)  # fmt: skip
+    longer, _ = rope_frequencies(
+        128, scaling=SCALINGS["dynamic"], max_position_embeddings=4096, seq_len=8192
+    )
     assert longer[0] == plain[0] and longer[-1] == pytest.approx(plain[-1] / (3 * 2 - 2))
     llama3, factor = rope_frequencies(128, scaling=SCALINGS["llama3"])
     wavelength = 2 * math.pi / plain  # Llama 3.1: short wavelengths kept, long ones / 8
@@ -216,12 +255,20 @@ def test_rope_scalings_do_what_the_papers_say():
 
 @pytest.mark.parametrize(
     "rope",
-    [{"rope_type": "linear", "factor": 2.0}, {"rope_type": "dynamic", "factor": 2.0},
-     {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": MAX_POS // 4},
-     {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-      "original_max_position_embeddings": 2 * MAX_POS}],  # one pair kept, two blended, three /4
+    [
+        {"rope_type": "linear", "factor": 2.0},
+        {"rope_type": "dynamic", "factor": 2.0},
+        {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": MAX_POS // 4},
+        {
+            "rope_type": "llama3",
+            "factor": 4.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 2 * MAX_POS,
+        },
+    ],  # one pair kept, two blended, three /4
     ids=["linear", "dynamic", "yarn", "llama3"],
-)  # fmt: skip
+)
 def test_scaled_logits_equal_hugging_face_beyond_the_trained_length(rope):
     theirs = hf_llama(torch.float64, rope=rope, num_attention_heads=3, num_key_value_heads=1)
     ours = ours_from(theirs)  # head_dim 12: six frequencies, so YaRN's ramp has a middle
@@ -230,8 +277,9 @@ def test_scaled_logits_equal_hugging_face_beyond_the_trained_length(rope):
     with torch.no_grad():  # a fresh Hugging Face model: its "dynamic" frequencies keep state
         expected = theirs(x).logits
         logits, _ = ours(x)
-        plain = llama_from_hf_state_dict(theirs.state_dict(), dataclasses.replace(
-            ours.config, rope_scaling=None))(x)[0]  # fmt: skip
+        plain = llama_from_hf_state_dict(
+            theirs.state_dict(), dataclasses.replace(ours.config, rope_scaling=None)
+        )(x)[0]
     torch.testing.assert_close(logits, expected, atol=2e-6, rtol=0)
     assert not torch.allclose(logits, plain, atol=1e-3)  # the scaling is not ignored
 
@@ -242,10 +290,16 @@ def test_dynamic_scaling_generation_equals_hugging_face_with_and_without_the_cac
     ours = ours_from(theirs)
     prompt = ids(B, MAX_POS - 4, seed=4)
     out = theirs.generate(
-        prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=12,
-        min_new_tokens=12, pad_token_id=0, return_dict_in_generate=True, output_logits=True,
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        do_sample=False,
+        max_new_tokens=12,
+        min_new_tokens=12,
+        pad_token_id=0,
+        return_dict_in_generate=True,
+        output_logits=True,
         use_cache=use_cache,
-    )  # fmt: skip
+    )
     got, logits = greedy_generate(ours, prompt, 12, use_cache=use_cache, return_logits=True)
     assert torch.equal(got, out.sequences)
     torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
@@ -264,9 +318,15 @@ def test_llama_2_7b_counted_on_the_meta_device_equals_hugging_face_and_the_formu
     config = llama_config("Llama-2-7B")
     with torch.device("meta"):
         ours = Llama(config)
-        theirs = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-            **{f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-               if f.name not in ("rope_theta", "rope_scaling")}))  # fmt: skip
+        theirs = transformers.LlamaForCausalLM(
+            transformers.LlamaConfig(
+                **{
+                    f.name: getattr(config, f.name)
+                    for f in dataclasses.fields(config)
+                    if f.name not in ("rope_theta", "rope_scaling")
+                }
+            )
+        )
     assert all(p.is_meta for p in ours.parameters())  # nothing allocated
     d, V_, L, d_ff = config.hidden_size, config.vocab_size, config.num_hidden_layers, 11008
     per_layer = 4 * d * d + 3 * d * d_ff + 2 * d  # W_q,k,v,o (no GQA) + SwiGLU + 2 RMSNorm gains
@@ -312,8 +372,15 @@ def test_bad_config_raises_clear_errors():
     with pytest.raises(ValueError, match=r"'llama3' takes \['factor', 'high_freq_factor', 'low"):
         LlamaConfig(**tiny, rope_scaling={"rope_type": "llama3", "factor": 8.0})
     with pytest.raises(ValueError, match=r"high_freq_factor'\] must be > low_freq_factor, got 1"):
-        LlamaConfig(**tiny, rope_scaling={"rope_type": "llama3", "factor": 8.0,
-                                          "low_freq_factor": 1, "high_freq_factor": 1})  # fmt: skip
+        LlamaConfig(
+            **tiny,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1,
+                "high_freq_factor": 1,
+            },
+        )
     with pytest.raises(ValueError, match=r"optionally \[\]; got keys \['beta_fast', 'factor'\]"):
         LlamaConfig(**tiny, rope_scaling={"rope_type": "linear", "factor": 2.0, "beta_fast": 3})
     with pytest.raises(ValueError, match=r"takes \['factor'\]"):

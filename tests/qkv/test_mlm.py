@@ -195,13 +195,25 @@ def test_masked_lm_matches_hugging_face_bert_for_masked_lm():
     from qkv.bert import BertConfig, bert_from_hf_state_dict
     from qkv.mlm import MaskedLM
 
-    config = BertConfig(vocab_size=37, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
-                        intermediate_size=19, max_position_embeddings=11,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    config = BertConfig(
+        vocab_size=37,
+        hidden_size=12,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=19,
+        max_position_embeddings=11,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     hf_config = transformers.BertConfig(
-        vocab_size=37, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
-        intermediate_size=19, max_position_embeddings=11, hidden_act="gelu",
-    )  # fmt: skip
+        vocab_size=37,
+        hidden_size=12,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=19,
+        max_position_embeddings=11,
+        hidden_act="gelu",
+    )
     torch.manual_seed(0)
     hf = transformers.BertForMaskedLM(hf_config).eval()
     ours = MaskedLM(config).eval()

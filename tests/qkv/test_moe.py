@@ -47,8 +47,12 @@ def test_balancing_loss_is_one_when_uniform_and_e_when_collapsed() -> None:
     probs = torch.full((8, 4), 0.25)
     uniform = Routing(probs, torch.arange(8)[:, None] % 4, probs[:, :1], torch.zeros(8, 1).bool())
     collapsed_probs = torch.eye(4)[[0] * 8]
-    collapsed = Routing(collapsed_probs, torch.zeros(8, 1, dtype=torch.long),
-                        torch.ones(8, 1), torch.zeros(8, 1).bool())  # fmt: skip
+    collapsed = Routing(
+        collapsed_probs,
+        torch.zeros(8, 1, dtype=torch.long),
+        torch.ones(8, 1),
+        torch.zeros(8, 1).bool(),
+    )
     assert load_balancing_loss(uniform).item() == pytest.approx(1.0)
     assert load_balancing_loss(collapsed).item() == pytest.approx(4.0)
 

@@ -32,9 +32,13 @@ def _hf(wp: WordPieceTokenizer) -> transformers.BertTokenizer:
 
 @pytest.mark.parametrize(
     ("lang", "vocab_size", "options"),
-    [("en", 311, {"lowercase": True}), ("en", 203, {}), ("zh", 1117, {"split_cjk": False}),
-     ("zh", 900, {"split_cjk": True})],
-)  # fmt: skip
+    [
+        ("en", 311, {"lowercase": True}),
+        ("en", 203, {}),
+        ("zh", 1117, {"split_cjk": False}),
+        ("zh", 900, {"split_cjk": True}),
+    ],
+)
 def test_encoding_equals_hugging_face_bert_tokenizer(lang, vocab_size, options) -> None:
     wp = WordPieceTokenizer.train(load_corpus(lang, "train"), vocab_size, **options)
     hf = _hf(wp)

@@ -38,7 +38,13 @@ from typing import Any, Literal
 import torch
 
 __all__ = [
-    "Case", "Mismatch", "Verdict", "assert_close", "run_checks", "kernel_state_kept", "TIME_LIMIT",
+    "Case",
+    "Mismatch",
+    "Verdict",
+    "assert_close",
+    "run_checks",
+    "kernel_state_kept",
+    "TIME_LIMIT",
 ]
 
 Status = Literal["passed", "not attempted", "failed"]
@@ -206,9 +212,21 @@ def _is_untouched_stub(fn: Callable) -> bool:
 
 # what `raise NotImplementedError` and `raise NotImplementedError("...")` compile to
 _STUB_OPCODES = {
-    "RESUME", "NOP", "CACHE", "EXTENDED_ARG", "PUSH_NULL", "PRECALL", "CALL", "KW_NAMES",
-    "LOAD_GLOBAL", "LOAD_NAME", "LOAD_CONST", "RAISE_VARARGS", "COPY_FREE_VARS", "MAKE_CELL",
-}  # fmt: skip
+    "RESUME",
+    "NOP",
+    "CACHE",
+    "EXTENDED_ARG",
+    "PUSH_NULL",
+    "PRECALL",
+    "CALL",
+    "KW_NAMES",
+    "LOAD_GLOBAL",
+    "LOAD_NAME",
+    "LOAD_CONST",
+    "RAISE_VARARGS",
+    "COPY_FREE_VARS",
+    "MAKE_CELL",
+}
 
 
 def _bytecode_only_raises_not_implemented(code: Any) -> bool:

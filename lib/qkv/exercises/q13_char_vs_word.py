@@ -11,9 +11,31 @@ from .core import Case, Mismatch, Verdict, run_checks
 
 __all__ = ["check_wordpiece_split"]
 
-_VOCAB = ["un", "##aff", "##able", "##a", "a", "aff", "able", "##ff", "##f", "##u", "##n",
-          "play", "##ing", "##in", "##g", "p", "##l", "##ay", "ing",
-          "注", "##意", "##意力", "意"]  # fmt: skip
+_VOCAB = [
+    "un",
+    "##aff",
+    "##able",
+    "##a",
+    "a",
+    "aff",
+    "able",
+    "##ff",
+    "##f",
+    "##u",
+    "##n",
+    "play",
+    "##ing",
+    "##in",
+    "##g",
+    "p",
+    "##l",
+    "##ay",
+    "ing",
+    "注",
+    "##意",
+    "##意力",
+    "意",
+]
 
 # (case name, word, vocabulary): each one catches a different wrong algorithm
 _CASES = [

@@ -30,8 +30,14 @@ def _sentences(batch: int, length: int, seed: int) -> torch.Tensor:
 
 def _call(fn: Callable, ids: torch.Tensor, rate: float, seed: int):
     original = ids.clone()
-    out = fn(ids, rate=rate, vocab_size=_V, mask_id=_MASK, special_ids=_SPECIAL,
-             generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    out = fn(
+        ids,
+        rate=rate,
+        vocab_size=_V,
+        mask_id=_MASK,
+        special_ids=_SPECIAL,
+        generator=torch.Generator().manual_seed(seed),
+    )
     if not torch.equal(ids, original):
         raise Mismatch("your function modified input_ids in place; return new tensors")
     if not (isinstance(out, tuple) and len(out) == 2):
@@ -82,8 +88,12 @@ def _proportions(rate: float) -> Callable[[Callable], None]:
         _near("chosen tokens replaced by [MASK]", masked, n, 0.8)
         # a random replacement equals the original with probability 1 / (V - 4)
         _near("chosen tokens left unchanged", kept, n, 0.1 + 0.1 / (_V - 4))
-        _near("chosen tokens replaced by another token", n - masked - kept, n,
-              0.1 * (1 - 1 / (_V - 4)))  # fmt: skip
+        _near(
+            "chosen tokens replaced by another token",
+            n - masked - kept,
+            n,
+            0.1 * (1 - 1 / (_V - 4)),
+        )
 
     return run
 

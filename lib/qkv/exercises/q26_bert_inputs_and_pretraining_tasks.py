@@ -14,8 +14,11 @@ __all__ = ["check_bert_input_sum"]
 def _case(name: str, seed: int, B: int, L: int, V: int, P: int, T: int, H: int) -> Case:
     def run(fn: Callable) -> None:
         g = torch.Generator().manual_seed(seed)
-        tables = (torch.randn(V, H, generator=g), torch.randn(P, H, generator=g),
-                  torch.randn(T, H, generator=g))  # fmt: skip
+        tables = (
+            torch.randn(V, H, generator=g),
+            torch.randn(P, H, generator=g),
+            torch.randn(T, H, generator=g),
+        )
         ids = torch.randint(0, V, (B, L), generator=g)
         segments = torch.randint(0, T, (B, L), generator=g)
         expected = tables[0][ids] + tables[2][segments] + tables[1][:L]

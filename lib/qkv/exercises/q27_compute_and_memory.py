@@ -17,13 +17,22 @@ __all__ = ["check_forward_flops"]
 _SIZES = dict(vocab_size=53, hidden_size=24, intermediate_size=40, num_hidden_layers=2)
 _CASES = {  # name -> (config fields beyond _SIZES, batch, n)
     "GQA, 6 query heads over 2 K/V heads": (
-        dict(num_attention_heads=6, num_key_value_heads=2), 1, 5),
+        dict(num_attention_heads=6, num_key_value_heads=2),
+        1,
+        5,
+    ),
     "MHA, batch of 3": (dict(num_attention_heads=4), 3, 9),
     "MQA, tied output layer": (
-        dict(num_attention_heads=4, num_key_value_heads=1, tie_word_embeddings=True), 2, 6),
+        dict(num_attention_heads=4, num_key_value_heads=1, tie_word_embeddings=True),
+        2,
+        6,
+    ),
     "head_dim 10 with 3 heads, 3 layers": (
-        dict(num_attention_heads=3, head_dim=10, num_hidden_layers=3), 1, 11),
-}  # fmt: skip
+        dict(num_attention_heads=3, head_dim=10, num_hidden_layers=3),
+        1,
+        11,
+    ),
+}
 
 
 def _case(name: str, fields: dict, batch: int, n: int) -> Case:
@@ -44,8 +53,9 @@ def _case(name: str, fields: dict, batch: int, n: int) -> Case:
         if not isinstance(got, int) or isinstance(got, bool):
             raise Mismatch(f"{name}: expected an int, got {type(got).__name__}")
         if got != expected:
-            raise Mismatch(f"{name}, batch {batch}, n {n}: PyTorch counts {expected:,} FLOPs, "
-                           f"got {got:,}")  # fmt: skip
+            raise Mismatch(
+                f"{name}, batch {batch}, n {n}: PyTorch counts {expected:,} FLOPs, got {got:,}"
+            )
 
     return Case(name, run)
 

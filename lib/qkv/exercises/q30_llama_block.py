@@ -18,8 +18,10 @@ def _case(seed: int, shape: tuple[int, ...], d_model: int, d_ff: int) -> Case:
         torch.manual_seed(seed)
         ffn = SwiGLU(d_model, d_ff).double()
         x = 2 * torch.randn(*shape, d_model, dtype=torch.float64)  # inputs large enough to
-        weights = [p.detach().clone() for p in (ffn.gate_proj.weight, ffn.up_proj.weight,
-                                                ffn.down_proj.weight)]  # fmt: skip
+        weights = [
+            p.detach().clone()
+            for p in (ffn.gate_proj.weight, ffn.up_proj.weight, ffn.down_proj.weight)
+        ]
         got = fn(x.clone(), *weights)  # tell SiLU from GELU and the gate from the up branch
         with torch.no_grad():
             expected = ffn(x)

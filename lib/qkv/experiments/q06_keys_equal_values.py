@@ -309,9 +309,9 @@ def recall_narrow(seed: int, steps: int = 500) -> dict[str, float]:
     ``d_k = 4`` (``d_model = 12``), untied and ``W_K = W_V`` (on the CPU; cached, it
     backs two claims)."""
     return {
-        tie: train_recall(tie, seed=seed, steps=steps, n_heads=3, device="cpu").metrics[
-            "accuracy"
-        ][-1]
+        tie: train_recall(tie, seed=seed, steps=steps, n_heads=3, device="cpu").metrics["accuracy"][
+            -1
+        ]
         for tie in TIES[:2]
     }
 

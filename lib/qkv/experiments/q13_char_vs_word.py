@@ -131,9 +131,15 @@ def masking(seed: int = 0, *, draws: int = DRAWS, sentence: int = SENTENCE) -> M
     ids = torch.tensor(chars.encode(text))  # (n,) one token per character
     word_of = torch.tensor(word_ids(text))  # (n,) index of each character's jieba word
     n_words = int(word_of.max()) + 1
-    _, labels = mask_tokens(ids.expand(draws, -1), vocab_size=chars.vocab_size,
-                            mask_id=chars.token_to_id["[MASK]"], special_ids=chars.special_ids,
-                            rate=MASK_RATE, split=(1.0, 0.0, 0.0), generator=g)  # fmt: skip
+    _, labels = mask_tokens(
+        ids.expand(draws, -1),
+        vocab_size=chars.vocab_size,
+        mask_id=chars.token_to_id["[MASK]"],
+        special_ids=chars.special_ids,
+        rate=MASK_RATE,
+        split=(1.0, 0.0, 0.0),
+        generator=g,
+    )
     by_character = labels != IGNORE_INDEX
     by_word = (torch.rand(draws, n_words, generator=g) < MASK_RATE)[:, word_of]  # one draw a word
     leak = {
@@ -165,11 +171,28 @@ def _rates(scheme: str) -> Callable[[int], float]:
 
 SEEDS = tuple(range(10))
 CLAIMS = claims(
-    Claim("q13-character-masking-leak",
-          "character masking: share of masked characters with a visible word-mate",
-          lambda s: masking(s).leak["character"], ">", 0.5, SEEDS),
-    Claim("q13-character-mask-rate", "character masking: |share masked − 0.15|",
-          _rates("by_character"), "<", 0.01, SEEDS),
-    Claim("q13-word-mask-rate", "whole-word masking: |share of characters masked − 0.15|",
-          _rates("by_word"), "<", 0.03, SEEDS),
-)  # fmt: skip
+    Claim(
+        "q13-character-masking-leak",
+        "character masking: share of masked characters with a visible word-mate",
+        lambda s: masking(s).leak["character"],
+        ">",
+        0.5,
+        SEEDS,
+    ),
+    Claim(
+        "q13-character-mask-rate",
+        "character masking: |share masked − 0.15|",
+        _rates("by_character"),
+        "<",
+        0.01,
+        SEEDS,
+    ),
+    Claim(
+        "q13-word-mask-rate",
+        "whole-word masking: |share of characters masked − 0.15|",
+        _rates("by_word"),
+        "<",
+        0.03,
+        SEEDS,
+    ),
+)

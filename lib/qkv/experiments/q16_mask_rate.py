@@ -92,10 +92,15 @@ def leak_by_path(seed: int = 0, *, length: int = 12, position: int = 5) -> dict[
         raise ValueError(f"position must be < length={length}, got {position}")
     language = MarkovLanguage(24, branching=3, seed=0)
     config = BertConfig(
-        vocab_size=language.vocab_size, hidden_size=32, num_hidden_layers=1,
-        num_attention_heads=4, intermediate_size=64, max_position_embeddings=length,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
+        vocab_size=language.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=length,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(seed)
     bert = MaskedLM(config).bert.eval()
     emb = bert.embeddings
@@ -135,15 +140,24 @@ def _hide(
     """``(inputs, labels, attention_mask)`` for one training batch of ``words (B, L)``."""
     if hide == "input":  # BERT: corrupt the input, 80/10/10
         inputs, labels = mask_tokens(
-            words, vocab_size=vocab_size, mask_id=MASK_ID, special_ids=SPECIAL_IDS,
-            rate=rate, generator=generator,
-        )  # fmt: skip
+            words,
+            vocab_size=vocab_size,
+            mask_id=MASK_ID,
+            special_ids=SPECIAL_IDS,
+            rate=rate,
+            generator=generator,
+        )
         return inputs, labels, None
     # keep every token in the input; hide the chosen ones from every query instead
     _, labels = mask_tokens(
-        words, vocab_size=vocab_size, mask_id=MASK_ID, special_ids=SPECIAL_IDS,
-        rate=rate, split=(0.0, 0.0, 1.0), generator=generator,
-    )  # fmt: skip
+        words,
+        vocab_size=vocab_size,
+        mask_id=MASK_ID,
+        special_ids=SPECIAL_IDS,
+        rate=rate,
+        split=(0.0, 0.0, 1.0),
+        generator=generator,
+    )
     return words, labels, (labels == IGNORE_INDEX).long()  # 0 = hidden key
 
 
@@ -199,10 +213,15 @@ def train_masked_lm(
     check_int("seed", seed, 0)
     language = MarkovLanguage(n_words, branching=3, seed=0)
     config = BertConfig(
-        vocab_size=language.vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=4, intermediate_size=2 * hidden_size, max_position_embeddings=length,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
+        vocab_size=language.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=length,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MaskedLM(config)
@@ -219,9 +238,11 @@ def train_masked_lm(
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
     history = train(
-        model, batch_fn, loss_fn, TrainConfig(steps=steps, lr=lr, seed=seed, log_every=10,
-                                              device=device),
-    )  # fmt: skip
+        model,
+        batch_fn,
+        loss_fn,
+        TrainConfig(steps=steps, lr=lr, seed=seed, log_every=10, device=device),
+    )
     words, position = isolated_mask_batch(language, 1024, length, generator=10_000 + seed)
     rows = torch.arange(len(words))
     target = words[rows, position]
@@ -282,21 +303,68 @@ def _above_bayes(seed: int) -> float:
 
 
 CLAIMS = claims(
-    Claim("q16-leak-without-residual",
-          "attention mask, no residual: largest change of the hidden word's own output",
-          lambda s: float(leak_by_path(s)["no residual"].max()), ">", 1e-3, SEEDS),
-    Claim("q16-leak-accuracy", "hidden by attention mask, 40 steps: accuracy − Bayes accuracy",
-          lambda s: leak_run(s).accuracy - leak_run(s).bayes_accuracy, ">", 0.03, SEEDS),
-    Claim("q16-leak-loss", "hidden by attention mask: Bayes loss − model loss (nats)",
-          lambda s: leak_run(s).bayes_loss - leak_run(s).loss, ">", 0.05, SEEDS),
-    Claim("q16-40-vs-5", "150 steps: accuracy at 40% − accuracy at 5%",
-          lambda s: _gap(0.4, 0.05, s), ">", 0.3, SEEDS),
-    Claim("q16-15-vs-5", "150 steps: accuracy at 15% − accuracy at 5%",
-          lambda s: _gap(0.15, 0.05, s), ">", 0.15, SEEDS),
-    Claim("q16-40-vs-15", "150 steps: accuracy at 40% − accuracy at 15%",
-          lambda s: _gap(0.4, 0.15, s), ">", 0.0, SEEDS),
-    Claim("q16-40-vs-80", "150 steps: accuracy at 40% − accuracy at 80%",
-          lambda s: _gap(0.4, 0.8, s), ">", 0.05, SEEDS),
-    Claim("q16-below-bayes", "input hiding: largest accuracy − Bayes accuracy over the rates",
-          _above_bayes, "<", 0.02, SEEDS),
-)  # fmt: skip
+    Claim(
+        "q16-leak-without-residual",
+        "attention mask, no residual: largest change of the hidden word's own output",
+        lambda s: float(leak_by_path(s)["no residual"].max()),
+        ">",
+        1e-3,
+        SEEDS,
+    ),
+    Claim(
+        "q16-leak-accuracy",
+        "hidden by attention mask, 40 steps: accuracy − Bayes accuracy",
+        lambda s: leak_run(s).accuracy - leak_run(s).bayes_accuracy,
+        ">",
+        0.03,
+        SEEDS,
+    ),
+    Claim(
+        "q16-leak-loss",
+        "hidden by attention mask: Bayes loss − model loss (nats)",
+        lambda s: leak_run(s).bayes_loss - leak_run(s).loss,
+        ">",
+        0.05,
+        SEEDS,
+    ),
+    Claim(
+        "q16-40-vs-5",
+        "150 steps: accuracy at 40% − accuracy at 5%",
+        lambda s: _gap(0.4, 0.05, s),
+        ">",
+        0.3,
+        SEEDS,
+    ),
+    Claim(
+        "q16-15-vs-5",
+        "150 steps: accuracy at 15% − accuracy at 5%",
+        lambda s: _gap(0.15, 0.05, s),
+        ">",
+        0.15,
+        SEEDS,
+    ),
+    Claim(
+        "q16-40-vs-15",
+        "150 steps: accuracy at 40% − accuracy at 15%",
+        lambda s: _gap(0.4, 0.15, s),
+        ">",
+        0.0,
+        SEEDS,
+    ),
+    Claim(
+        "q16-40-vs-80",
+        "150 steps: accuracy at 40% − accuracy at 80%",
+        lambda s: _gap(0.4, 0.8, s),
+        ">",
+        0.05,
+        SEEDS,
+    ),
+    Claim(
+        "q16-below-bayes",
+        "input hiding: largest accuracy − Bayes accuracy over the rates",
+        _above_bayes,
+        "<",
+        0.02,
+        SEEDS,
+    ),
+)

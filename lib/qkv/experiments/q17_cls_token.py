@@ -126,11 +126,15 @@ def train_pooling(
     check_int("seed", seed, 0)
     check_int("max_len", max_len, 4)
     config = BertConfig(
-        vocab_size=6 + n_words, hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=4, intermediate_size=2 * hidden_size,
-        max_position_embeddings=max_len + 1, hidden_dropout_prob=0.0,
+        vocab_size=6 + n_words,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=max_len + 1,
+        hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SequenceClassifier(config, 2, pooling)
@@ -255,8 +259,9 @@ def probe_pooled(
     dev = next(model.parameters()).device
 
     def pooled(n: int, generator: int) -> tuple[dict[str, Tensor], Tensor]:
-        batch = sequence_classification(n, min_len=4, max_len=max_len, n_words=n_words,
-                                        rule=rule, generator=generator)  # fmt: skip
+        batch = sequence_classification(
+            n, min_len=4, max_len=max_len, n_words=n_words, rule=rule, generator=generator
+        )
         ids, real = batch.input_ids.to(dev), batch.attention_mask.to(dev).bool()
         with torch.no_grad():
             hidden, cls = model.bert(ids, attention_mask=real.long())  # (N, L, H), (N, H)
@@ -315,8 +320,9 @@ def attention_by_token(seed: int = 0) -> dict[str, dict[str, float]]:
     :func:`cls_attention_by_token`.
     Used in: Q17.
     """
-    held_out = sequence_classification(512, min_len=4, max_len=12, n_words=8,
-                                       generator=20_000 + seed)  # fmt: skip
+    held_out = sequence_classification(
+        512, min_len=4, max_len=12, n_words=8, generator=20_000 + seed
+    )
     return {s: cls_attention_by_token(_run(s, "cls", seed).model, held_out) for s in SETTINGS}
 
 
@@ -339,25 +345,76 @@ def _accuracy(setting: str, pooling: str):
 
 
 CLAIMS = claims(
-    Claim("q17-finetuned-cls", "fine-tuned, 100 steps: accuracy with [CLS] + pooler",
-          _accuracy("fine-tuned", "cls"), ">", 0.95, SEEDS),
-    Claim("q17-finetuned-mean", "fine-tuned, 100 steps: accuracy with mean pooling",
-          _accuracy("fine-tuned", "mean"), ">", 0.95, SEEDS),
-    Claim("q17-frozen-cls", "frozen random encoder: linear-probe accuracy on [CLS]",
-          _accuracy("frozen", "cls"), "<", 0.6, SEEDS),
-    Claim("q17-frozen-mean", "frozen random encoder: linear-probe accuracy on the mean",
-          _accuracy("frozen", "mean"), ">", 0.9, SEEDS),
-    Claim("q17-attention-trained", "fine-tuned: [CLS] weight per A/B token ÷ per distractor",
-          lambda s: _ratio(s, "fine-tuned"), ">", 1.3, SEEDS),
-    Claim("q17-attention-untrained", "untrained: |weight ratio A/B ÷ distractor − 1|",
-          lambda s: abs(_ratio(s, "frozen") - 1), "<", 0.2, SEEDS),
-    Claim("q17-frozen-cls-fitted",
-          "frozen random encoder: probe fitted on standardised [CLS] features, accuracy",
-          lambda s: probes(s)["cls"].accuracy, ">", 0.95, SEEDS),
-    Claim("q17-frozen-cls-varying",
-          "frozen random encoder: share of the [CLS] vector that varies between sequences",
-          lambda s: probes(s)["cls"].varying_share, "<", 1e-3, SEEDS),
-    Claim("q17-frozen-mean-varying",
-          "frozen random encoder: share of the mean-pooled vector that varies",
-          lambda s: probes(s)["mean"].varying_share, ">", 0.05, SEEDS),
-)  # fmt: skip
+    Claim(
+        "q17-finetuned-cls",
+        "fine-tuned, 100 steps: accuracy with [CLS] + pooler",
+        _accuracy("fine-tuned", "cls"),
+        ">",
+        0.95,
+        SEEDS,
+    ),
+    Claim(
+        "q17-finetuned-mean",
+        "fine-tuned, 100 steps: accuracy with mean pooling",
+        _accuracy("fine-tuned", "mean"),
+        ">",
+        0.95,
+        SEEDS,
+    ),
+    Claim(
+        "q17-frozen-cls",
+        "frozen random encoder: linear-probe accuracy on [CLS]",
+        _accuracy("frozen", "cls"),
+        "<",
+        0.6,
+        SEEDS,
+    ),
+    Claim(
+        "q17-frozen-mean",
+        "frozen random encoder: linear-probe accuracy on the mean",
+        _accuracy("frozen", "mean"),
+        ">",
+        0.9,
+        SEEDS,
+    ),
+    Claim(
+        "q17-attention-trained",
+        "fine-tuned: [CLS] weight per A/B token ÷ per distractor",
+        lambda s: _ratio(s, "fine-tuned"),
+        ">",
+        1.3,
+        SEEDS,
+    ),
+    Claim(
+        "q17-attention-untrained",
+        "untrained: |weight ratio A/B ÷ distractor − 1|",
+        lambda s: abs(_ratio(s, "frozen") - 1),
+        "<",
+        0.2,
+        SEEDS,
+    ),
+    Claim(
+        "q17-frozen-cls-fitted",
+        "frozen random encoder: probe fitted on standardised [CLS] features, accuracy",
+        lambda s: probes(s)["cls"].accuracy,
+        ">",
+        0.95,
+        SEEDS,
+    ),
+    Claim(
+        "q17-frozen-cls-varying",
+        "frozen random encoder: share of the [CLS] vector that varies between sequences",
+        lambda s: probes(s)["cls"].varying_share,
+        "<",
+        1e-3,
+        SEEDS,
+    ),
+    Claim(
+        "q17-frozen-mean-varying",
+        "frozen random encoder: share of the mean-pooled vector that varies",
+        lambda s: probes(s)["mean"].varying_share,
+        ">",
+        0.05,
+        SEEDS,
+    ),
+)

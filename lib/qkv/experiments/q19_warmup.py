@@ -249,8 +249,7 @@ def first_step(seed: int, optimizer: str, loss_scale: float = 1.0) -> tuple[Tens
 CLAIMS = claims(
     Claim(
         "q19-warmup-rescues-post-ln",
-        "6-layer Post-LN at lr 1e-2: final loss without warm-up minus with 60 warm-up "
-        "steps (nats)",
+        "6-layer Post-LN at lr 1e-2: final loss without warm-up minus with 60 warm-up steps (nats)",
         warmup_gain,
         ">",
         0.3,

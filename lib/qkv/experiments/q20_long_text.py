@@ -62,10 +62,15 @@ class WindowClassifier(nn.Module):
     def __init__(self, window: int) -> None:
         super().__init__()
         config = BertConfig(
-            vocab_size=VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=64, max_position_embeddings=window + 1,
-            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        )  # fmt: skip
+            vocab_size=VOCAB_SIZE,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=window + 1,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
         self.window = window
         self.bert = Bert(config)
         self.head = nn.Linear(32, N_CLASSES)
@@ -288,19 +293,51 @@ def _pick(key: str):
 
 
 CLAIMS = claims(
-    Claim("q20-windows", "sliding windows (mean or max): lowest accuracy over positions",
-          _pick("windows"), ">", 0.95),
-    Claim("q20-kept", "truncation with the evidence kept: lowest accuracy",
-          _pick("kept"), ">", 0.95),
-    Claim("q20-head-end", "head truncation, evidence at the end: accuracy",
-          _pick("head-end"), "<", 0.65),
-    Claim("q20-tail-start", "tail truncation, evidence at the start: accuracy",
-          _pick("tail-start"), "<", 0.65),
-    Claim("q20-head-tail-middle", "head+tail truncation, evidence in the middle: accuracy",
-          _pick("head+tail-middle"), "<", 0.65),
-    Claim("q20-spread-full", "XOR of two distant tokens: accuracy with full attention",
-          lambda s: dict(_spread(s))["full attention"], ">", 0.95, tuple(range(5))),
-    Claim("q20-spread-windows", "XOR of two distant tokens: best accuracy of pooled windows",
-          lambda s: max(v for k, v in _spread(s) if k != "full attention"), "<", 0.8,
-          tuple(range(5))),
-)  # fmt: skip
+    Claim(
+        "q20-windows",
+        "sliding windows (mean or max): lowest accuracy over positions",
+        _pick("windows"),
+        ">",
+        0.95,
+    ),
+    Claim(
+        "q20-kept", "truncation with the evidence kept: lowest accuracy", _pick("kept"), ">", 0.95
+    ),
+    Claim(
+        "q20-head-end",
+        "head truncation, evidence at the end: accuracy",
+        _pick("head-end"),
+        "<",
+        0.65,
+    ),
+    Claim(
+        "q20-tail-start",
+        "tail truncation, evidence at the start: accuracy",
+        _pick("tail-start"),
+        "<",
+        0.65,
+    ),
+    Claim(
+        "q20-head-tail-middle",
+        "head+tail truncation, evidence in the middle: accuracy",
+        _pick("head+tail-middle"),
+        "<",
+        0.65,
+    ),
+    Claim(
+        "q20-spread-full",
+        "XOR of two distant tokens: accuracy with full attention",
+        lambda s: dict(_spread(s))["full attention"],
+        ">",
+        0.95,
+        tuple(range(5)),
+    ),
+    Claim(
+        "q20-spread-windows",
+        "XOR of two distant tokens: best accuracy of pooled windows",
+        lambda s: max(v for k, v in _spread(s) if k != "full attention"),
+        "<",
+        0.8,
+        tuple(range(5)),
+    ),
+)

@@ -136,9 +136,15 @@ def _trained_model(
     config = TrainConfig(steps=steps, lr=3e-3, seed=seed, device=device)
     torch.manual_seed(seed)
     model = TinyTransformer(
-        vocab_size, vocab_size, d_model=32, n_heads=4, n_layers=1,
-        position=scheme, max_len=train_len, causal=True,
-    )  # fmt: skip
+        vocab_size,
+        vocab_size,
+        d_model=32,
+        n_heads=4,
+        n_layers=1,
+        position=scheme,
+        max_len=train_len,
+        causal=True,
+    )
 
     def batches(step: int, g: torch.Generator) -> CopyBatch:
         return offset_copy(32, train_len, offset=offset, vocab_size=vocab_size, generator=g)
@@ -181,8 +187,10 @@ def length_generalization(
         raise ValueError(f"eval_lens must start with train_len {train_len}, got {eval_lens}")
     result = LengthResult(train_len, tuple(eval_lens))
     eval_g = torch.Generator().manual_seed(10_000 + seed)
-    tests = [offset_copy(64, n, offset=offset, vocab_size=vocab_size, generator=eval_g)
-             for n in eval_lens]  # fmt: skip
+    tests = [
+        offset_copy(64, n, offset=offset, vocab_size=vocab_size, generator=eval_g)
+        for n in eval_lens
+    ]
     for scheme in schemes:
         model = _trained_model(scheme, seed, train_len, offset, vocab_size, steps, device)
         device_ = next(model.parameters()).device

@@ -47,8 +47,11 @@ def norm_changes(seed: int) -> dict[str, dict[str, float]]:
     other = torch.cat([x[:1], 3 * torch.randn(B - 1, L, d, generator=g) + 1])
     ln = nn.LayerNorm(d)
     alone = ln(x[0, 2][None])[0]
-    ln_out = {"in its batch": ln(x)[0, 2], "batch padded": ln(padded)[0, 2],
-              "other sentences": ln(other)[0, 2]}  # fmt: skip
+    ln_out = {
+        "in its batch": ln(x)[0, 2],
+        "batch padded": ln(padded)[0, 2],
+        "other sentences": ln(other)[0, 2],
+    }
     bn = nn.BatchNorm1d(d)
 
     def bn_token(t: torch.Tensor) -> torch.Tensor:  # (B, L', d) -> the token's output

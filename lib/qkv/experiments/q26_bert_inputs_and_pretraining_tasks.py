@@ -109,8 +109,7 @@ def _consecutive(documents: Tensor) -> tuple[Tensor, Tensor]:
     """Every pair of consecutive sentences: ``(N, L)`` firsts and seconds."""
     if documents.dim() != 3 or documents.shape[1] < 2:
         raise ValueError(
-            "documents must be (n_docs, sentences_per_doc >= 2, L), "
-            f"got {tuple(documents.shape)}"
+            f"documents must be (n_docs, sentences_per_doc >= 2, L), got {tuple(documents.shape)}"
         )
     L = documents.shape[-1]
     return documents[:, :-1].reshape(-1, L), documents[:, 1:].reshape(-1, L)

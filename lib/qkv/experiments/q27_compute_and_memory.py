@@ -88,16 +88,23 @@ def llama_parameters(c: LlamaConfig) -> dict[str, int]:
     three SwiGLU matrices of ``d x d_ff``, two RMSNorm gains of ``d``; no biases.
     Used in: Q27.
     """
-    d, q_width, kv_width = c.hidden_size, c.num_attention_heads * c.head_dim, (
-        c.num_key_value_heads * c.head_dim
-    )  # fmt: skip
+    d, q_width, kv_width = (
+        c.hidden_size,
+        c.num_attention_heads * c.head_dim,
+        (c.num_key_value_heads * c.head_dim),
+    )
     attention = 2 * d * q_width + 2 * d * kv_width
     mlp = 3 * d * c.intermediate_size
     layer = attention + mlp + 2 * d
     embeddings = c.vocab_size * d * (1 if c.tie_word_embeddings else 2)
     total = embeddings + c.num_hidden_layers * layer + d  # + the final RMSNorm
-    return {"attention": attention, "mlp": mlp, "layer": layer, "embeddings": embeddings,
-            "total": total}  # fmt: skip
+    return {
+        "attention": attention,
+        "mlp": mlp,
+        "layer": layer,
+        "embeddings": embeddings,
+        "total": total,
+    }
 
 
 def gpt_parameters(c: GPTConfig) -> dict[str, int]:
@@ -113,8 +120,13 @@ def gpt_parameters(c: GPTConfig) -> dict[str, int]:
     layer = attention + mlp + 4 * d
     embeddings = (c.vocab_size + c.n_positions) * d
     total = embeddings + c.n_layer * layer + 2 * d  # + the final LayerNorm
-    return {"attention": attention, "mlp": mlp, "layer": layer, "embeddings": embeddings,
-            "total": total}  # fmt: skip
+    return {
+        "attention": attention,
+        "mlp": mlp,
+        "layer": layer,
+        "embeddings": embeddings,
+        "total": total,
+    }
 
 
 def matmul_weights(c: LlamaConfig | GPTConfig) -> int:
@@ -206,8 +218,12 @@ def adam_state_bytes(model: nn.Module) -> int:
     for p in params:
         p.grad = torch.zeros_like(p)
     optimizer.step()
-    moments = [t for state in optimizer.state.values() for name, t in state.items()
-               if name in ("exp_avg", "exp_avg_sq")]  # fmt: skip
+    moments = [
+        t
+        for state in optimizer.state.values()
+        for name, t in state.items()
+        if name in ("exp_avg", "exp_avg_sq")
+    ]
     return storage_bytes(moments)
 
 

@@ -59,8 +59,9 @@ def swiglu_hidden_size(d_model: int, multiple_of: int = 256) -> int:
 
 def gelu_ffn(d_model: int, d_ff: int, bias: bool = True) -> nn.Sequential:
     """The 2017/GPT-2 feed-forward network ``W_2 GELU(W_1 x)`` of width ``d_ff``."""
-    return nn.Sequential(nn.Linear(d_model, d_ff, bias=bias), nn.GELU(),
-                         nn.Linear(d_ff, d_model, bias=bias))  # fmt: skip
+    return nn.Sequential(
+        nn.Linear(d_model, d_ff, bias=bias), nn.GELU(), nn.Linear(d_ff, d_model, bias=bias)
+    )
 
 
 def ffn_counts(d_model: int, tokens: int = 8) -> dict[str, tuple[int, int]]:
@@ -78,8 +79,10 @@ def ffn_counts(d_model: int, tokens: int = 8) -> dict[str, tuple[int, int]]:
         "SwiGLU, 8d/3": SwiGLU(d_model, 8 * d_model // 3),
         "SwiGLU, 4d": SwiGLU(d_model, 4 * d_model),
     }
-    return {name: (count_parameters(net), count_flops(functools.partial(net, x))["total"])
-            for name, net in nets.items()}  # fmt: skip
+    return {
+        name: (count_parameters(net), count_flops(functools.partial(net, x))["total"])
+        for name, net in nets.items()
+    }
 
 
 @experiment
@@ -98,8 +101,10 @@ def norm_seconds(tokens: int = 4096, d_model: int = 1024, repeats: int = 5) -> d
         "written out, RMSNorm": norms_module.RMSNorm(d_model),
     }
     with torch.no_grad():
-        return {name: best_seconds(functools.partial(n, x), repeats, clock="cpu")
-                for name, n in norms.items()}  # fmt: skip
+        return {
+            name: best_seconds(functools.partial(n, x), repeats, clock="cpu")
+            for name, n in norms.items()
+        }
 
 
 LANGUAGE = dict(n_words=48, branching=3)  # MarkovLanguage sizes; the chain's seed is the run's
@@ -115,12 +120,28 @@ def models(vocab_size: int) -> dict[str, nn.Module]:
     SwiGLU of ``8d/3``, no biases. The caller seeds the initialisation.
     Used in: Q30.
     """
-    gpt = GPT(GPTConfig(vocab_size=vocab_size, n_positions=LENGTH, n_embd=D_MODEL,
-                        n_layer=N_LAYER, n_head=N_HEAD, resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0))  # fmt: skip
-    llama = Llama(LlamaConfig(vocab_size=vocab_size, hidden_size=D_MODEL,
-                              intermediate_size=8 * D_MODEL // 3, num_hidden_layers=N_LAYER,
-                              num_attention_heads=N_HEAD, tie_word_embeddings=True))  # fmt: skip
+    gpt = GPT(
+        GPTConfig(
+            vocab_size=vocab_size,
+            n_positions=LENGTH,
+            n_embd=D_MODEL,
+            n_layer=N_LAYER,
+            n_head=N_HEAD,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    )
+    llama = Llama(
+        LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=D_MODEL,
+            intermediate_size=8 * D_MODEL // 3,
+            num_hidden_layers=N_LAYER,
+            num_attention_heads=N_HEAD,
+            tie_word_embeddings=True,
+        )
+    )
     return {"GPT-2-style": gpt, "LLaMA-style": llama}
 
 

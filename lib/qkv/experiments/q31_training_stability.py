@@ -126,13 +126,36 @@ def train_proxy(seed: int, lr: float, *, qk_norm: bool = False, z_loss: float = 
 
 _FIVE = tuple(range(5))
 CLAIMS = claims(
-    Claim("q31-logits-grow", f"no QK-norm, lr {HIGH_LR:g}: largest attention logit after training",
-          lambda seed: train_proxy(seed, HIGH_LR).max_logit, ">", 20.0, seeds=_FIVE),
-    Claim("q31-qk-norm-bounds", f"QK-norm, lr {HIGH_LR:g}: largest attention logit after training",
-          lambda seed: train_proxy(seed, HIGH_LR, qk_norm=True).max_logit, "<", 10.0, seeds=_FIVE),
-    Claim("q31-log-z-drifts", f"QK-norm, no z-loss, lr {HIGH_LR:g}: mean |log Z| of the outputs",
-          lambda seed: train_proxy(seed, HIGH_LR, qk_norm=True).log_z, ">", 3.0, seeds=_FIVE),
-    Claim("q31-z-loss-log-z", f"QK-norm and z-loss, lr {HIGH_LR:g}: mean |log Z| of the outputs",
-          lambda seed: train_proxy(seed, HIGH_LR, qk_norm=True, z_loss=Z_LOSS).log_z, "<", 1.0,
-          seeds=_FIVE),
-)  # fmt: skip
+    Claim(
+        "q31-logits-grow",
+        f"no QK-norm, lr {HIGH_LR:g}: largest attention logit after training",
+        lambda seed: train_proxy(seed, HIGH_LR).max_logit,
+        ">",
+        20.0,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q31-qk-norm-bounds",
+        f"QK-norm, lr {HIGH_LR:g}: largest attention logit after training",
+        lambda seed: train_proxy(seed, HIGH_LR, qk_norm=True).max_logit,
+        "<",
+        10.0,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q31-log-z-drifts",
+        f"QK-norm, no z-loss, lr {HIGH_LR:g}: mean |log Z| of the outputs",
+        lambda seed: train_proxy(seed, HIGH_LR, qk_norm=True).log_z,
+        ">",
+        3.0,
+        seeds=_FIVE,
+    ),
+    Claim(
+        "q31-z-loss-log-z",
+        f"QK-norm and z-loss, lr {HIGH_LR:g}: mean |log Z| of the outputs",
+        lambda seed: train_proxy(seed, HIGH_LR, qk_norm=True, z_loss=Z_LOSS).log_z,
+        "<",
+        1.0,
+        seeds=_FIVE,
+    ),
+)

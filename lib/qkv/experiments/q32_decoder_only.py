@@ -128,11 +128,25 @@ def loss_fractions(length: int = 512, prefix: int = 256, seed: int = 0) -> dict[
 
 GAP = "largest |logit difference| / logit std"
 CLAIMS = claims(
-    Claim("q32-causal-cache-exact", f"causal decoder, turn 2, turn-1 cache vs full pass: {GAP}",
-          lambda seed: turn_two_gap(seed, prefix_lm=False), "<", 1e-4),
-    Claim("q32-prefix-cache-stale", f"prefix LM, turn 2, turn-1 cache vs its full pass: {GAP}",
-          lambda seed: turn_two_gap(seed, prefix_lm=True), ">", 5e-3),
-    Claim("q32-prefill-needs-the-mask",
-          f"causal decoder, first answer token, prefill without vs with the causal mask: {GAP}",
-          prefill_mask_gap, ">", 1e-2),
-)  # fmt: skip
+    Claim(
+        "q32-causal-cache-exact",
+        f"causal decoder, turn 2, turn-1 cache vs full pass: {GAP}",
+        lambda seed: turn_two_gap(seed, prefix_lm=False),
+        "<",
+        1e-4,
+    ),
+    Claim(
+        "q32-prefix-cache-stale",
+        f"prefix LM, turn 2, turn-1 cache vs its full pass: {GAP}",
+        lambda seed: turn_two_gap(seed, prefix_lm=True),
+        ">",
+        5e-3,
+    ),
+    Claim(
+        "q32-prefill-needs-the-mask",
+        f"causal decoder, first answer token, prefill without vs with the causal mask: {GAP}",
+        prefill_mask_gap,
+        ">",
+        1e-2,
+    ),
+)

@@ -88,10 +88,18 @@ def largest_expert_share(seed: int, alpha: float) -> float:
 
 
 CLAIMS = claims(
-    Claim("q33-collapse-without-balancing",
-          "top-1 MoE, 8 experts, no balancing loss: largest expert's share of tokens",
-          lambda seed: largest_expert_share(seed, 0.0), ">", 0.3),
-    Claim("q33-balanced-with-balancing",
-          "top-1 MoE, 8 experts, balancing loss weight 0.1: largest expert's share of tokens",
-          lambda seed: largest_expert_share(seed, 0.1), "<", 0.25),
-)  # fmt: skip
+    Claim(
+        "q33-collapse-without-balancing",
+        "top-1 MoE, 8 experts, no balancing loss: largest expert's share of tokens",
+        lambda seed: largest_expert_share(seed, 0.0),
+        ">",
+        0.3,
+    ),
+    Claim(
+        "q33-balanced-with-balancing",
+        "top-1 MoE, 8 experts, balancing loss weight 0.1: largest expert's share of tokens",
+        lambda seed: largest_expert_share(seed, 0.1),
+        "<",
+        0.25,
+    ),
+)

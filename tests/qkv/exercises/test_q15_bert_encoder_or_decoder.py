@@ -22,12 +22,15 @@ def without(part: str):
 
     def count(c: BertConfig) -> int:
         H, inner, total = c.hidden_size, c.intermediate_size, bert_parameter_count(c)
-        return total - {
-            "pooler": H * H + H,
-            "layer norms": 2 * H + c.num_hidden_layers * 4 * H,
-            "biases": c.num_hidden_layers * (4 * H + inner + H) + H,
-            "segment table": c.type_vocab_size * H,
-        }[part]
+        return (
+            total
+            - {
+                "pooler": H * H + H,
+                "layer norms": 2 * H + c.num_hidden_layers * 4 * H,
+                "biases": c.num_hidden_layers * (4 * H + inner + H) + H,
+                "segment table": c.type_vocab_size * H,
+            }[part]
+        )
 
     return count
 

@@ -10,13 +10,19 @@ from qkv.mlm import mask_tokens
 
 
 def reference(input_ids, *, rate, vocab_size, mask_id, special_ids, generator):
-    return mask_tokens(input_ids, vocab_size=vocab_size, mask_id=mask_id,
-                       special_ids=special_ids, rate=rate, generator=generator)  # fmt: skip
+    return mask_tokens(
+        input_ids,
+        vocab_size=vocab_size,
+        mask_id=mask_id,
+        special_ids=special_ids,
+        rate=rate,
+        generator=generator,
+    )
 
 
 def by_hand(input_ids, *, rate, vocab_size, mask_id, special_ids, generator):
     special = torch.tensor([*special_ids, mask_id])
-    chosen = (torch.rand(input_ids.shape, generator=generator) < rate)
+    chosen = torch.rand(input_ids.shape, generator=generator) < rate
     chosen &= ~torch.isin(input_ids, special)
     action = torch.rand(input_ids.shape, generator=generator)
     allowed = torch.tensor([i for i in range(vocab_size) if i not in special.tolist()])
@@ -34,15 +40,26 @@ def _variant(**changes):
 
     def fn(input_ids, *, rate, vocab_size, mask_id, special_ids, generator):
         if changes.get("in_place"):
-            inputs, labels = by_hand(input_ids, rate=rate, vocab_size=vocab_size,
-                                     mask_id=mask_id, special_ids=special_ids,
-                                     generator=generator)  # fmt: skip
+            inputs, labels = by_hand(
+                input_ids,
+                rate=rate,
+                vocab_size=vocab_size,
+                mask_id=mask_id,
+                special_ids=special_ids,
+                generator=generator,
+            )
             input_ids.copy_(inputs)
             return input_ids, labels
         if changes.get("specials"):
             special_ids = ()
-        inputs, labels = by_hand(input_ids, rate=rate, vocab_size=vocab_size, mask_id=mask_id,
-                                 special_ids=special_ids, generator=generator)  # fmt: skip
+        inputs, labels = by_hand(
+            input_ids,
+            rate=rate,
+            vocab_size=vocab_size,
+            mask_id=mask_id,
+            special_ids=special_ids,
+            generator=generator,
+        )
         if changes.get("all_mask"):
             inputs = torch.where(labels != -100, mask_id, input_ids)
         if changes.get("labels_everywhere"):
@@ -79,8 +96,14 @@ def test_wrong_maskers_fail_with_a_counter_example(wrong, expected) -> None:
 def test_wrong_rate_fails() -> None:
     def doubles_the_rate(input_ids, *, rate, vocab_size, mask_id, special_ids, generator):
         # chooses 30% when asked for 15%
-        return by_hand(input_ids, rate=min(1.0, 2 * rate), vocab_size=vocab_size,
-                       mask_id=mask_id, special_ids=special_ids, generator=generator)  # fmt: skip
+        return by_hand(
+            input_ids,
+            rate=min(1.0, 2 * rate),
+            vocab_size=vocab_size,
+            mask_id=mask_id,
+            special_ids=special_ids,
+            generator=generator,
+        )
 
     verdict = check_bert_masking(doubles_the_rate)
     assert verdict.status == "failed" and "chosen tokens at rate" in verdict.detail, verdict

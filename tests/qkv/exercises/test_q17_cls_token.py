@@ -20,8 +20,10 @@ def mean_pool(hidden, attention_mask):
         (lambda h, m: h[:, 0], "tolerance"),  # the first token: [CLS] pooling
         (lambda h, m: (h * m[..., None]).sum(1) / h.shape[1], "tolerance"),  # divides by L
         (lambda h, m: (h * m[..., None]).sum(1) / m.sum(1, keepdim=True), "NaN"),  # 0 / 0
-        (lambda h, m: ((h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)).float(),
-         "dtype"),  # fmt: skip
+        (
+            lambda h, m: ((h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)).float(),
+            "dtype",
+        ),
     ],
 )
 def test_wrong_poolings_fail(wrong, expected) -> None:

@@ -34,7 +34,7 @@ def test_the_reference_passes() -> None:
                 torch.logaddexp(l1, l2),
             ),
             "output",
-        ),  # fmt: skip
+        ),
         # only the output returned
         (lambda o1, l1, o2, l2: reference(o1, l1, o2, l2)[0], "pair"),
     ],

@@ -30,7 +30,7 @@ def test_the_reference_passes() -> None:
                 base ** -(torch.arange(d_k // 2, dtype=torch.float64) / d_k) / factor
             ),
             "factor=",
-        ),  # fmt: skip
+        ),
         # float32: the checker compares float64 frequencies exactly
         (lambda d_k, base, factor: (plain(d_k, base) / factor).float(), "dtype"),
     ],

@@ -38,7 +38,7 @@ def test_the_reference_passes() -> None:
                 ).sum()
             ),
             "top-2",
-        ),  # fmt: skip
+        ),
         # P used in place of f: E * sum P_i^2, no dispatch information
         (lambda probs, experts: probs.shape[-1] * (probs.mean(0) ** 2).sum(), "tokens"),
         # f only: not differentiable in the router probabilities
@@ -47,7 +47,7 @@ def test_the_reference_passes() -> None:
                 probs.shape[-1] * (share(experts, probs.shape[-1]) ** 2).sum() + 0 * probs.sum()
             ),
             "tokens",
-        ),  # fmt: skip
+        ),
         # only each token's first choice counted: wrong for top-2
         (lambda probs, experts: reference(probs, experts[:, :1]), "top-2"),
     ],

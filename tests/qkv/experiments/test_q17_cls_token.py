@@ -15,9 +15,16 @@ from qkv.experiments.q17_cls_token import (
 from qkv.masks import masked_mean
 from qkv.tasks import sequence_classification
 
-CONFIG = BertConfig(vocab_size=29, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
-                    intermediate_size=19, max_position_embeddings=13,
-                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+CONFIG = BertConfig(
+    vocab_size=29,
+    hidden_size=12,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=19,
+    max_position_embeddings=13,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
 
 
 def _batch(n=5, seed=0):
@@ -27,9 +34,15 @@ def _batch(n=5, seed=0):
 def test_cls_pooling_matches_hugging_face_sequence_classification():
     transformers = pytest.importorskip("transformers")
     hf_config = transformers.BertConfig(
-        vocab_size=29, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
-        intermediate_size=19, max_position_embeddings=13, hidden_act="gelu", num_labels=3,
-    )  # fmt: skip
+        vocab_size=29,
+        hidden_size=12,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=19,
+        max_position_embeddings=13,
+        hidden_act="gelu",
+        num_labels=3,
+    )
     torch.manual_seed(0)
     hf = transformers.BertForSequenceClassification(hf_config).eval()
     ours = SequenceClassifier(CONFIG, n_classes=3, pooling="cls").eval()
@@ -95,8 +108,12 @@ def test_probe_pooled_statistics_match_a_brute_force_recount():
         hidden, cls = model.bert(test.input_ids, attention_mask=test.attention_mask.long())
     for name, x in (("cls", cls), ("mean", masked_mean(hidden, test.attention_mask))):
         x = x.double()
-        cosines = [torch.nn.functional.cosine_similarity(x[i], x[j], dim=0).item()
-                   for i in range(40) for j in range(40) if i != j]  # fmt: skip
+        cosines = [
+            torch.nn.functional.cosine_similarity(x[i], x[j], dim=0).item()
+            for i in range(40)
+            for j in range(40)
+            if i != j
+        ]
         centred = sum((row - x.mean(0)).square().sum().item() for row in x)
         assert probes[name].cosine == pytest.approx(sum(cosines) / len(cosines), abs=1e-9)
         assert probes[name].varying_share == pytest.approx(

@@ -37,8 +37,10 @@ def test_training_is_reproducible_and_leaves_the_callers_state_alone():
     threads, state = torch.get_num_threads(), torch.get_rng_state()
     a = train_window_classifier(3, window=8, steps=3)
     b = train_window_classifier(3, window=8, steps=3)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
-                                                 b.state_dict().values(), strict=True))  # fmt: skip
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), state)
 
 

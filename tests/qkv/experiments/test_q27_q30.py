@@ -29,8 +29,14 @@ def test_swiglu_width_follows_metas_rounding() -> None:
 
 
 def test_tokens_that_fit_beside_the_weights() -> None:
-    c = LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
-                    num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
+    c = LlamaConfig(
+        vocab_size=10,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     weights = q27.llama_parameters(c)["total"] * 2
     per_token = 2 * 2 * 1 * 4 * 2  # K and V, layers, K/V heads, d_k, bytes
     assert q27.tokens_that_fit(weights + 10 * per_token + 3, c) == 10
@@ -51,7 +57,12 @@ def test_decoding_one_sequence_does_about_one_flop_per_byte_in_bf16() -> None:
 
 def test_counted_flops_see_the_attention_products() -> None:
     torch.manual_seed(0)
-    c = LlamaConfig(vocab_size=11, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                    num_attention_heads=2)  # fmt: skip
+    c = LlamaConfig(
+        vocab_size=11,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+    )
     counted = q27.counted_flops(Llama(c).eval(), torch.zeros(1, 5, dtype=torch.long))
     assert counted["attention"] == q27.forward_flops(c, 1, 5)["attention"] > 0
