@@ -105,8 +105,11 @@ def _missing(module: str, requirement: str) -> bool:
 _install = [r for m, r in REQUIREMENTS.items() if _missing(m, r)]
 if _install:
     print("Installing", ", ".join(_install), "(about a minute)...")
-    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *_install],
-                          capture_output=True, text=True)
+    _pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", *_install],
+        capture_output=True,
+        text=True,
+    )
     if _pip.returncode != 0:
         raise SystemExit(
             "Could not install this chapter's requirements; the other cells need them, so "
