@@ -14,16 +14,16 @@ MATHJAX_VERSION := 3.2.2
 MATHJAX := _vendor/mathjax/tex-chtml.js
 # -n: nitpicky cross-references; -W: warnings are errors; --keep-going: report them all.
 JB_FLAGS := -n -W --keep-going
-# Two pytest workers on the 2-core CI machine; --dist loadscope keeps all cells of a
-# notebook in one kernel on one worker (nbval needs that). Each worker's torch uses one
+# Two pytest workers on the 2-core CI machine (--dist loadscope keeps a module's tests,
+# the site build's among them, on one worker). Each worker's torch uses one
 # thread so the two do not fight over the cores.
-PYTEST_FLAGS := -n 2 --dist loadscope --nbval-lax --durations=15
+PYTEST_FLAGS := -n 2 --dist loadscope --durations=15
 
 .PHONY: help install book test lint serve clean chromium
 
 help:
 	@echo "make book   build the book into _build/html (sets everything up first)"
-	@echo "make test   lint, unit tests, every chapter through nbval, strict site build, browser tests"
+	@echo "make test   lint, every chapter executed once, unit tests, strict site build, browser tests"
 	@echo "make serve  serve _build/html on http://127.0.0.1:8000"
 	@echo "make clean  remove _build (keeps the virtualenv)"
 
@@ -47,6 +47,7 @@ $(MATHJAX):
 # of the robustness page (the experiments pin one thread themselves as well). Failure
 # logs go to _build/reports, not into the published site.
 book: $(STAMP) $(MATHJAX)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m tools.execute_chapters
 	status=0; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/jupyter-book build $(JB_FLAGS) . || status=$$?; \
 	rm -rf _build/reports; if [ -d _build/html/reports ]; then mv _build/html/reports _build/reports; \
 	  echo "execution logs: _build/reports"; fi; exit $$status
@@ -71,6 +72,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: $(STAMP) $(MATHJAX) chromium lint
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m tools.execute_chapters
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_FLAGS)
 
 serve:

@@ -48,13 +48,40 @@ SEARCHES = {
 NUMBERED = re.compile(r"^Q(\d+) · \S")
 
 
+CHAPTER_BUDGET_S = float(os.environ.get("QKV_CHAPTER_BUDGET_S", "30"))
+
+
 @pytest.fixture(scope="module")
-def site() -> Path:
+def chapter_seconds() -> dict[str, float]:
+    """Every chapter's execution time, executing the ones not in the build's cache yet.
+
+    ``make test`` runs ``python -m tools.execute_chapters`` first (two chapters at a
+    time, nothing else running), so here every chapter is already cached; this is the
+    one execution of the notebooks, and a chapter that raises fails here.
+    """
+    from tools.execute_chapters import execute_chapters
+
+    try:
+        return execute_chapters()
+    except RuntimeError as err:
+        pytest.fail(str(err)[-8000:], pytrace=False)
+
+
+def test_every_chapter_executes_within_its_budget(chapter_seconds: dict[str, float]) -> None:
+    """conventions.md: each chapter runs in at most 30 s on the 2-core CPU."""
+    assert len(chapter_seconds) == len(chapter_paths())
+    over = {p: s for p, s in chapter_seconds.items() if s > CHAPTER_BUDGET_S}
+    assert not over, f"over the {CHAPTER_BUDGET_S:.0f} s budget: {over}"
+
+
+@pytest.fixture(scope="module")
+def site(chapter_seconds: dict[str, float]) -> Path:
     """Build the book with warnings as errors into a clean _build/html.
 
     Only the HTML and the doctrees are removed: a failed strict build can pass
     on the rerun ("no targets are out of date") if they are kept, while the
-    execution cache may stay and saves re-running unchanged notebooks.
+    execution cache stays (``chapter_seconds`` fills it), so no chapter is executed
+    twice.
     """
     prebuilt = os.environ.get("QKV_PREBUILT_SITE")
     if prebuilt:  # iterate on the browser tests against a site built before (not in CI)
