@@ -23,6 +23,8 @@ from qkv.attention import (
 )
 from qkv.masks import causal_mask, combine, key_mask, padding_mask, to_additive
 
+from .reference import perturbed
+
 F32 = {"atol": 1e-5, "rtol": 1e-4}
 F64 = {"atol": 1e-12, "rtol": 1e-10}
 
@@ -295,11 +297,8 @@ def test_additive_module_defaults_value_to_key(device):
 
 def torch_mha(d_model=36, n_heads=4, *, bias=True, seed=15):
     torch.manual_seed(seed)
-    m = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True).eval()
-    with torch.no_grad():  # torch initialises biases to 0: make them matter
-        for p in m.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return m
+    m = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True)
+    return perturbed(m, seed=seed + 1)  # torch initialises biases to 0: make them matter
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -9,6 +9,8 @@ import qkv
 from qkv.gpt import GPT, GPTConfig, KVCache, gpt_from_hf_state_dict, greedy_generate
 from qkv.tying import count_parameters
 
+from .reference import perturbed, random_ids
+
 transformers = pytest.importorskip("transformers")
 
 V, D, H, N_LAYER, N_POS = 97, 36, 4, 3, 23  # odd sizes, all different
@@ -33,15 +35,11 @@ def hf_gpt2(attn_implementation: str = "eager"):
         attn_implementation=attn_implementation,
     )
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
+    return perturbed(transformers.GPT2LMHeadModel(config))
 
 
 def ids(*shape: int, seed: int = 1) -> torch.Tensor:
-    return torch.randint(0, V, shape, generator=torch.Generator().manual_seed(seed))
+    return random_ids(*shape, vocab_size=V, seed=seed)
 
 
 def test_gpt_is_lazily_importable_and_config_matches_hugging_face_defaults():

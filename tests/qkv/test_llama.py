@@ -21,6 +21,8 @@ from qkv.llama import Llama, LlamaConfig, llama_config, llama_from_hf_state_dict
 from qkv.positions import check_rope_scaling, rope_frequencies, rotary_angles
 from qkv.tying import count_parameters
 
+from .reference import perturbed, random_ids
+
 transformers = pytest.importorskip("transformers")
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402
 
@@ -60,11 +62,7 @@ def hf_llama(dtype=torch.float32, attn_implementation="eager", rope=None, **fiel
         attn_implementation=attn_implementation,
     )
     torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model.to(dtype).eval()
+    return perturbed(transformers.LlamaForCausalLM(config)).to(dtype)
 
 
 def ours_from(theirs) -> Llama:
@@ -72,7 +70,7 @@ def ours_from(theirs) -> Llama:
 
 
 def ids(*shape: int, seed: int = 1) -> torch.Tensor:
-    return torch.randint(0, V, shape, generator=torch.Generator().manual_seed(seed))
+    return random_ids(*shape, vocab_size=V, seed=seed)
 
 
 def test_llama_is_lazily_importable_and_config_matches_hugging_face_defaults():
