@@ -21,7 +21,6 @@ reruns them over their seeds.
 from __future__ import annotations
 
 import functools
-from typing import Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -125,36 +124,6 @@ class Recall(nn.Module):
         return self.readout(out[:, 0]), weights  # (B, 1, d_model) -> (B, V)
 
 
-@overload
-def train_recall(
-    tie: str,
-    *,
-    seed: int = 0,
-    steps: int = 500,
-    d_model: int = 12,
-    n_heads: int = 1,
-    n_pairs: int = 8,
-    n_symbols: int = 24,
-    device: str | torch.device | None = None,
-    return_model: Literal[False] = False,
-) -> History: ...
-
-
-@overload
-def train_recall(
-    tie: str,
-    *,
-    seed: int = 0,
-    steps: int = 500,
-    d_model: int = 12,
-    n_heads: int = 1,
-    n_pairs: int = 8,
-    n_symbols: int = 24,
-    device: str | torch.device | None = None,
-    return_model: Literal[True],
-) -> tuple[History, Recall]: ...
-
-
 @experiment
 def train_recall(
     tie: str,
@@ -166,15 +135,14 @@ def train_recall(
     n_pairs: int = 8,
     n_symbols: int = 24,
     device: str | torch.device | None = None,
-    return_model: bool = False,
-) -> History | tuple[History, Recall]:
-    """Train a :class:`Recall` model on associative recall; return its history.
+) -> tuple[History, Recall]:
+    """Train a :class:`Recall` model on associative recall; return its history and the model.
 
     ``n_pairs`` key-value pairs per row, ``n_symbols`` possible keys and values; AdamW
     (lr 3e-3) on ``steps`` batches of 128 rows; ``seed`` fixes the initialisation and
     the batches. Every 25 steps the history records, on 2000 held-out rows (seed
     12345), ``"accuracy"`` and ``"self_weight"`` (the query's weight on itself, mean
-    over heads). With ``return_model`` it returns ``(history, trained model)``.
+    over heads).
     Used in: Q6.
     """
     vocab_size = N_SPECIAL + 2 * n_symbols
@@ -199,7 +167,7 @@ def train_recall(
     model = Recall(vocab_size, tie, d_model, n_heads)
     config = TrainConfig(steps=steps, lr=3e-3, log_every=25, seed=seed, device=device)
     history = train(model, batch_fn, loss_fn, config, metric_fn=metric_fn, eval_batch=held_out)
-    return (history, model) if return_model else history
+    return history, model
 
 
 def tied_equivalent(model: Recall) -> Recall:
@@ -260,7 +228,7 @@ def tie_gap(model: Recall, *, n_pairs: int = 8, n_symbols: int = 24) -> dict[str
 def reparametrisation_gap(seed: int) -> float:
     """:func:`tie_gap`'s ``"logit_gap"`` for the untied model of :func:`train_recall`
     (seed ``seed``, 500 steps, ``d_model = d_k = 12``, CPU)."""
-    _, model = train_recall("untied", seed=seed, steps=500, device="cpu", return_model=True)
+    _, model = train_recall("untied", seed=seed, steps=500, device="cpu")
     return tie_gap(model)["logit_gap"]
 
 
@@ -298,7 +266,7 @@ def recall(seed: int, steps: int = 500, d_model: int = 12) -> dict[str, tuple[fl
     for the three variants of ``TIES`` (on the CPU; cached, it backs several claims)."""
     out = {}
     for tie in TIES:
-        history = train_recall(tie, seed=seed, steps=steps, d_model=d_model, device="cpu")
+        history, _ = train_recall(tie, seed=seed, steps=steps, d_model=d_model, device="cpu")
         out[tie] = (history.metrics["accuracy"][-1], history.metrics["self_weight"][-1])
     return out
 
@@ -309,9 +277,9 @@ def recall_narrow(seed: int, steps: int = 500) -> dict[str, float]:
     ``d_k = 4`` (``d_model = 12``), untied and ``W_K = W_V`` (on the CPU; cached, it
     backs two claims)."""
     return {
-        tie: train_recall(tie, seed=seed, steps=steps, n_heads=3, device="cpu").metrics["accuracy"][
-            -1
-        ]
+        tie: train_recall(tie, seed=seed, steps=steps, n_heads=3, device="cpu")[0].metrics[
+            "accuracy"
+        ][-1]
         for tie in TIES[:2]
     }
 

@@ -45,8 +45,8 @@ def test_recall_model_and_training(tie: str) -> None:
     model = Recall(vocab_size=31, tie=tie, d_model=6)
     logits, weights = model(torch.randint(6, 31, (4, 9)))
     assert logits.shape == (4, 31) and weights.shape == (4, 1, 1, 9)
-    a = train_recall(tie, seed=1, steps=2, d_model=6, n_pairs=3, n_symbols=5, device="cpu")
-    b = train_recall(tie, seed=1, steps=2, d_model=6, n_pairs=3, n_symbols=5, device="cpu")
+    a, _ = train_recall(tie, seed=1, steps=2, d_model=6, n_pairs=3, n_symbols=5, device="cpu")
+    b, _ = train_recall(tie, seed=1, steps=2, d_model=6, n_pairs=3, n_symbols=5, device="cpu")
     assert a.loss == b.loss and set(a.metrics) == {"accuracy", "self_weight"}
 
 
@@ -81,7 +81,6 @@ def test_tie_gap_and_absorption() -> None:
         n_pairs=3,
         n_symbols=5,
         device="cpu",
-        return_model=True,
     )
     gap = tie_gap(model, n_pairs=3, n_symbols=5)
     assert gap["logit_gap"] < 1e-4 and gap["untied"] == gap["tied"]
