@@ -75,7 +75,11 @@ class GPU:
         return self.flops / self.bandwidth
 
 
-GPUS = {  # NVIDIA datasheets; "GB" read as 10^9 bytes; BF16 dense (H100's 1,979 is with sparsity)
+# NVIDIA's datasheets, SXM modules with 80 GB ("GB" read as 10^9 bytes), dense BF16 Tensor Core:
+# A100 80GB SXM: "312 TFLOPS / 624 TFLOPS*" (* with sparsity), memory bandwidth 2,039 GB/s;
+# H100 SXM: 1,979 TFLOPS* "shown with sparsity", dense half of it (989.5), 3.35 TB/s.
+# The PCIe and NVL versions have other figures.
+GPUS = {
     "A100 80GB SXM": GPU(memory=80e9, flops=312e12, bandwidth=2.039e12),
     "H100 SXM": GPU(memory=80e9, flops=989.5e12, bandwidth=3.35e12),
 }
