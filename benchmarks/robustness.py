@@ -107,8 +107,9 @@ def page(claims: dict[str, list[Claim]]) -> str:
             values = r["values"]
             own = values[r["seeds"].index(r["chapter_seed"])]
             seeds = f"{r['seeds'][0]}–{r['seeds'][-1]} ({len(r['seeds'])})"
+            text = r["text"].replace("|", "\\|")  # a bare | would split the table cell
             lines.append(
-                f"| {r['text']} (`{claim.id}`) | {r['op']} {_fmt(r['margin'])} | {seeds} | "
+                f"| {text} (`{claim.id}`) | {r['op']} {_fmt(r['margin'])} | {seeds} | "
                 f"{_fmt(min(values))} | {_fmt(statistics.median(values))} | "
                 f"{_fmt(max(values))} | {_fmt(own)} |"
             )
