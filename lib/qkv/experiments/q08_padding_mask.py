@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from qkv._checks import check_int
 from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
 from qkv.experiments import Claim, claims, experiment
 from qkv.masks import key_mask, padding_mask
@@ -49,6 +50,7 @@ def padded_batch(seed: int) -> tuple[torch.Tensor, MultiHeadAttention]:
 
     Used in: Q8.
     """
+    seed = check_int("seed", seed, 0)
     x = torch.randn(len(LENGTHS), L, D_MODEL, generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
     return x, MultiHeadAttention(D_MODEL, N_HEADS).eval()
@@ -60,7 +62,7 @@ def torch_layer(seed: int) -> nn.MultiheadAttention:
 
     Used in: Q8.
     """
-    torch.manual_seed(seed + 1)
+    torch.manual_seed(check_int("seed", seed, 0) + 1)
     return nn.MultiheadAttention(D_MODEL, N_HEADS, batch_first=True).eval()
 
 
