@@ -12,6 +12,9 @@ prediction head) trained on :class:`qkv.markov.MarkovLanguage`:
   beats the Bayes-optimal prediction, which is possible only by copying.
 - :func:`rate_runs`: the same model trained at four masking rates on one budget,
   scored against the exact posterior of an isolated masked word.
+- :func:`mismatch_runs`: 80/10/10 against 100% ``[MASK]``: equal on masked input,
+  far apart on clean input (the fine-tuning input), where only 80/10/10 ever
+  trained the head to read a visible word.
 """
 
 from __future__ import annotations
@@ -36,8 +39,12 @@ __all__ = [
     "RATES",
     "STEPS",
     "LEAK_STEPS",
+    "MISMATCH_STEPS",
     "CLAIMS",
     "MaskedLMRun",
+    "MismatchScores",
+    "clean_accuracy",
+    "mismatch_runs",
     "isolated_mask_batch",
     "train_masked_lm",
     "leak_by_path",
@@ -48,6 +55,7 @@ __all__ = [
 RATES = (0.05, 0.15, 0.40, 0.80)  # the masking rates compared on one budget
 STEPS = 150  # AdamW updates per rate (batches of 64 sentences of 16 words)
 LEAK_STEPS = 40  # updates of the model that hides its targets with the attention mask
+MISMATCH_STEPS = 250  # updates of the 80/10/10 and 100%-[MASK] models of mismatch_runs
 SEEDS = tuple(range(6))
 
 
@@ -135,16 +143,22 @@ def leak_by_path(seed: int = 0, *, length: int = 12, position: int = 5) -> dict[
 
 
 def _hide(
-    words: Tensor, hide: str, rate: float, vocab_size: int, generator: torch.Generator
+    words: Tensor,
+    hide: str,
+    rate: float,
+    vocab_size: int,
+    generator: torch.Generator,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """``(inputs, labels, attention_mask)`` for one training batch of ``words (B, L)``."""
-    if hide == "input":  # BERT: corrupt the input, 80/10/10
+    if hide == "input":  # BERT: corrupt the input, 80/10/10 unless told otherwise
         inputs, labels = mask_tokens(
             words,
             vocab_size=vocab_size,
             mask_id=MASK_ID,
             special_ids=SPECIAL_IDS,
             rate=rate,
+            split=split,
             generator=generator,
         )
         return inputs, labels, None
@@ -182,6 +196,7 @@ def train_masked_lm(
     rate: float,
     *,
     hide: str = "input",
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     steps: int = 150,
     batch_size: int = 64,
@@ -200,7 +215,8 @@ def train_masked_lm(
     BERT's 80/10/10 corruption of the input; ``hide="attention"`` leaves the input
     intact and removes the chosen words as keys of every query (an attention mask),
     which leaks each word to its own position (through the residual, the query and
-    the feed-forward block: :func:`leak_by_path`). The
+    the feed-forward block: :func:`leak_by_path`). ``split`` is the ([MASK], random,
+    unchanged) share of the chosen words for ``hide="input"``. The
     budget is the same for every rate: ``steps`` updates of AdamW (``lr``) on the
     same number of sentences. The held-out score uses 1024 sentences (generator
     seeded with ``10_000 + seed``) with one hidden word each, hidden the way the
@@ -228,7 +244,7 @@ def train_masked_lm(
 
     def batch_fn(step: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
         words = language.sample(batch_size, length, generator=gen)
-        return _hide(words, hide, rate, language.vocab_size, gen)
+        return _hide(words, hide, rate, language.vocab_size, gen, split)
 
     def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor, Tensor | None]) -> Tensor:
         inputs, labels, attention_mask = batch
@@ -271,8 +287,14 @@ def train_masked_lm(
 
 
 @functools.cache
-def _run(rate: float, hide: str, steps: int, seed: int) -> MaskedLMRun:
-    return train_masked_lm(rate, hide=hide, steps=steps, seed=seed, device="cpu")
+def _run(
+    rate: float,
+    hide: str,
+    steps: int,
+    seed: int,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+) -> MaskedLMRun:
+    return train_masked_lm(rate, hide=hide, split=split, steps=steps, seed=seed, device="cpu")
 
 
 @experiment
@@ -291,6 +313,50 @@ def rate_runs(seed: int = 0) -> dict[float, MaskedLMRun]:
     Used in: Q16.
     """
     return {rate: _run(rate, "input", STEPS, seed) for rate in RATES}
+
+
+class MismatchScores(NamedTuple):
+    """One model of :func:`mismatch_runs`, scored on two held-out inputs.
+
+    ``masked``: accuracy on one ``[MASK]`` per sentence (the pre-training input);
+    ``clean``: accuracy of the prediction head at every word of sentences with nothing
+    masked (the fine-tuning input), where the right answer is the word itself.
+    """
+
+    masked: float
+    clean: float
+
+
+def clean_accuracy(model: MaskedLM, seed: int = 0, *, size: int = 1024, length: int = 16) -> float:
+    """How often ``model``'s head returns the word at its own position, nothing masked.
+
+    ``size`` held-out sentences of ``length`` words from the chapter's Markov language
+    (generator seeded with ``20_000 + seed``), fed intact, as at fine-tuning time.
+    """
+    check_int("seed", seed, 0)
+    check_int("size", size, 1)
+    language = MarkovLanguage(24, branching=3, seed=0)
+    words = language.sample(size, length, generator=torch.Generator().manual_seed(20_000 + seed))
+    dev = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        predicted = model(words.to(dev), None).argmax(-1).cpu()  # (size, length)
+    return (predicted == words).float().mean().item()
+
+
+@experiment
+def mismatch_runs(seed: int = 0) -> dict[str, MismatchScores]:
+    """15% chosen, ``MISMATCH_STEPS`` updates: 80/10/10 against 100% ``[MASK]``.
+
+    The two models differ only in what the chosen words become. Both are scored on
+    isolated masks and on clean sentences (:func:`clean_accuracy`). Used in: Q16.
+    """
+    splits = {"80/10/10": (0.8, 0.1, 0.1), "100% [MASK]": (1.0, 0.0, 0.0)}
+    out = {}
+    for name, split in splits.items():
+        run = _run(0.15, "input", MISMATCH_STEPS, seed, split)
+        out[name] = MismatchScores(run.accuracy, clean_accuracy(run.model, seed))
+    return out
 
 
 def _gap(high: float, low: float, seed: int) -> float:
@@ -365,6 +431,22 @@ CLAIMS = claims(
         _above_bayes,
         "<",
         0.02,
+        SEEDS,
+    ),
+    Claim(
+        "q16-mismatch-clean",
+        "clean input: head accuracy of 80/10/10 − of 100% [MASK]",
+        lambda s: mismatch_runs(s)["80/10/10"].clean - mismatch_runs(s)["100% [MASK]"].clean,
+        ">",
+        0.15,
+        SEEDS,
+    ),
+    Claim(
+        "q16-mismatch-masked",
+        "isolated [MASK]: |accuracy of 80/10/10 − of 100% [MASK]|",
+        lambda s: abs(mismatch_runs(s)["80/10/10"].masked - mismatch_runs(s)["100% [MASK]"].masked),
+        "<",
+        0.12,
         SEEDS,
     ),
 )
