@@ -98,6 +98,27 @@ def test_logits_equal_hugging_face_with_a_padding_mask(device):
     assert not torch.allclose(holed[0, 3:], unmasked[0, 3:], atol=1e-3)
 
 
+def test_left_padding_matches_hugging_face_forward_but_shifts_the_positions(device):
+    """Q23's follow-up: with left padding and no position ids (qkv.gpt takes none), the
+    logits equal GPT2LMHeadModel's without position ids, but the real tokens sit at
+    shifted positions; Hugging Face's position ids (cumsum of the mask - 1) undo that."""
+    theirs = hf_gpt2().to(device)
+    ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
+    lengths = torch.tensor([7, 4, 1])
+    mask = (torch.arange(N) >= N - lengths[:, None]).long().to(device)  # left padding
+    x = ids(B, N).to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits, _ = ours(x, attention_mask=mask)
+        expected = theirs(x, attention_mask=mask).logits
+        shifted_back = theirs(x, attention_mask=mask, position_ids=positions).logits
+        alone = ours(x[1:2, N - 4 :])[0][0]  # row 1's prompt, unpadded
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], expected[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(shifted_back[1, N - 4 :], alone, atol=1e-5, rtol=0)
+    assert not torch.allclose(logits[1, N - 4 :], alone, atol=1e-2)
+
+
 def test_step_by_step_logits_with_the_cache_equal_the_full_forward(device):
     model = gpt_from_hf_state_dict(hf_gpt2().state_dict(), TINY).to(device)
     x = ids(B, N_POS).to(device)

@@ -369,3 +369,102 @@ CLAIMS = claims(
         seeds=_FIVE,
     ),
 )
+
+
+# --- Token and position subspaces: can e and p be recovered from e + p? ---------------
+
+#: Sizes of :func:`sum_recovery`: the base model's width and BERT's number of positions.
+SUM_D_MODEL, SUM_POSITIONS, SUM_VOCAB = 512, 512, 1000
+
+
+@experiment
+@functools.lru_cache(maxsize=8)
+def sum_recovery(seed: int = 0) -> dict[str, dict[str, float]]:
+    """Recover the token vector ``e`` and the position vector ``p`` from ``e + p``.
+
+    The positions are the ``SUM_POSITIONS`` sinusoidal vectors of width ``SUM_D_MODEL``
+    (:func:`qkv.positions.sinusoidal_positions`); they span a subspace of numerical rank
+    ``r`` (singular values above ``1e-10`` of the largest). ``SUM_VOCAB`` token vectors
+    come two ways, each of the same norms: ``"random"``, i.i.d. N(0, 1) features (an
+    untrained embedding), and ``"outside"``, the same vectors with their component in
+    the positions' subspace removed (what training could arrange). For 2,048 random
+    (token, position) pairs the best linear maps from ``x = e + p`` to ``e`` and to
+    ``p`` are fitted by least squares, then scored on 1,024 fresh pairs:
+
+    - ``"token energy in positions"``: the mean share of a token vector's squared norm
+      that lies in the positions' subspace;
+    - ``"e error"``, ``"p error"``: squared error of the linear estimate over the
+      squared norm of the target (0 = exact recovery);
+    - ``"token identified"``, ``"position identified"``: how often the nearest token
+      (position) vector to the linear estimate is the right one.
+
+    Returns ``{"random" | "outside": {measure: value}}``, plus ``"rank": {"r": r}``.
+
+    Used in: Q21.
+    """
+    from qkv.positions import sinusoidal_positions
+
+    check_int("seed", seed, 0)
+    g = torch.Generator().manual_seed(seed)
+    d, n_pos, vocab, n_fit, n_test = SUM_D_MODEL, SUM_POSITIONS, SUM_VOCAB, 2048, 1024
+    positions = sinusoidal_positions(n_pos, d, dtype=torch.float64)  # (n_pos, d)
+    u, s, _ = torch.linalg.svd(positions.T, full_matrices=False)  # u: (d, n_pos)
+    rank = int((s > 1e-10 * s[0]).sum())
+    basis = u[:, :rank]  # (d, r): orthonormal basis of the positions' span
+    random = torch.randn(vocab, d, generator=g, dtype=torch.float64)  # (V, d)
+    outside = random - (random @ basis) @ basis.T  # remove the in-span component
+    outside = outside * (random.norm(dim=1, keepdim=True) / outside.norm(dim=1, keepdim=True))
+    tok = torch.randint(0, vocab, (n_fit + n_test,), generator=g)
+    pos = torch.randint(0, n_pos, (n_fit + n_test,), generator=g)
+    result: dict[str, dict[str, float]] = {"rank": {"r": float(rank)}}
+    for name, tokens in (("random", random), ("outside", outside)):
+        e, p = tokens[tok], positions[pos]  # (n, d) each
+        test = slice(n_fit, None)
+        e_hat, p_hat = _linear_recovery(e + p, e, n_fit), _linear_recovery(e + p, p, n_fit)
+        result[name] = {
+            "token energy in positions": ((tokens @ basis).pow(2).sum(1) / tokens.pow(2).sum(1))
+            .mean()
+            .item(),
+            "e error": ((e_hat - e[test]).pow(2).sum() / e[test].pow(2).sum()).item(),
+            "p error": ((p_hat - p[test]).pow(2).sum() / p[test].pow(2).sum()).item(),
+            "token identified": (torch.cdist(e_hat, tokens).argmin(1) == tok[test])
+            .double()
+            .mean()
+            .item(),
+            "position identified": (torch.cdist(p_hat, positions).argmin(1) == pos[test])
+            .double()
+            .mean()
+            .item(),
+        }
+    return result
+
+
+def _linear_recovery(x: Tensor, target: Tensor, n_fit: int) -> Tensor:
+    """Least-squares ``W`` from the first ``n_fit`` rows of ``x (n, d)`` to ``target (n, d)``;
+    its predictions for the remaining rows, ``(n - n_fit, d)``."""
+    w = torch.linalg.lstsq(x[:n_fit], target[:n_fit]).solution  # (d, d)
+    return x[n_fit:] @ w
+
+
+@experiment
+def position_loss_from_random_tokens(seed: int) -> float:
+    """Random token vectors: share of ``p``'s energy the best linear map from ``e + p`` misses.
+
+    Used in: Q21.
+    """
+    return sum_recovery(seed=seed)["random"]["p error"]
+
+
+__all__ += ["sum_recovery", "position_loss_from_random_tokens"]
+CLAIMS = claims(
+    *CLAIMS.values(),
+    Claim(
+        "q21-sum-recovery",
+        "512 sinusoidal positions (d_model 512), 1,000 random N(0, 1) token vectors: share of "
+        "the position vector's energy that the best linear map from e + p fails to recover",
+        position_loss_from_random_tokens,
+        ">",
+        0.05,
+        seeds=_FIVE,
+    ),
+)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qkv.experiments.q21_positional_encodings import length_generalization, offset_copy
+from qkv.experiments.q21_positional_encodings import (
+    SUM_D_MODEL,
+    length_generalization,
+    offset_copy,
+    sum_recovery,
+)
 
 
 def test_offset_copy_targets_are_the_shifted_inputs() -> None:
@@ -41,3 +46,15 @@ def test_experiment_errors() -> None:
         length_generalization(0, schemes=("absolute",), steps=1)
     with pytest.raises(ValueError, match="must start with train_len"):
         length_generalization(0, eval_lens=(32, 64), steps=1)
+
+
+def test_sum_recovery_is_exact_only_when_tokens_avoid_the_positions_span():
+    r = sum_recovery(seed=1)
+    assert r["rank"]["r"] < SUM_D_MODEL / 3  # the sinusoidal table has low rank
+    assert 0.15 < r["random"]["token energy in positions"] < 0.35  # about rank / d_model
+    assert r["random"]["p error"] > 0.05 and r["random"]["e error"] > 0.02
+    assert r["outside"]["token energy in positions"] < 1e-20
+    assert r["outside"]["e error"] < 1e-9 and r["outside"]["p error"] < 1e-9
+    assert r["outside"]["position identified"] == 1.0
+    with pytest.raises(ValueError, match="seed"):
+        sum_recovery(seed=-1)
