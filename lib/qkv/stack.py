@@ -97,6 +97,7 @@ class TransformerStack(nn.Module):
     (position interpolation), a larger base (NTK-aware), or YaRN.
 
     ``forward(ids: (B, L)) -> (B, L, n_outputs)``.
+    Used in: Q21, Q25.
     """
 
     def __init__(
@@ -238,7 +239,7 @@ class TransformerStack(nn.Module):
             if L > self.max_len:
                 raise ValueError(
                     f"sequence length {L} > max_len {self.max_len}: the learned position "
-                    f"table has no row for position {self.max_len}"
+                    f"table ({self.max_len} rows) has no row for position {self.max_len}"
                 )
             x = x + self.pos(torch.arange(L, device=device))
         elif self.position == "sinusoidal":
