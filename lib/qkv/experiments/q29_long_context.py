@@ -268,13 +268,13 @@ def yarn_zero_shot_gain(seed: int) -> float:
 
 
 @experiment
-def pi_zero_shot_at_2x(seed: int) -> float:
-    """No fine-tuning, 2x: copy accuracy with PI minus plain RoPE.
+def pi_zero_shot_loss_at_2x(seed: int) -> float:
+    """No fine-tuning, 2x: copy accuracy with plain RoPE minus PI (what PI loses).
 
     Used in: Q29.
     """
     zero_shot = extension_methods(seed=seed).zero_shot
-    return zero_shot["PI"][LONG_LENS[0]] - zero_shot["plain RoPE"][LONG_LENS[0]]
+    return zero_shot["plain RoPE"][LONG_LENS[0]] - zero_shot["PI"][LONG_LENS[0]]
 
 
 @experiment
@@ -335,10 +335,10 @@ CLAIMS = claims(
     ),
     Claim(
         "q29-pi-zero-shot-2x",
-        f"{_TOY}, no fine-tuning, 32 tokens: copy accuracy with PI minus plain RoPE",
-        pi_zero_shot_at_2x,
-        "<",
-        -0.25,
+        f"{_TOY}, no fine-tuning, 32 tokens: copy accuracy with plain RoPE minus with PI",
+        pi_zero_shot_loss_at_2x,
+        ">",
+        0.25,
         seeds=_SEEDS,
     ),
     Claim(
@@ -351,8 +351,8 @@ CLAIMS = claims(
     ),
     Claim(
         "q29-yarn-vs-ntk",
-        f"{_TOY}, no fine-tuning, 64 tokens: |copy accuracy with YaRN minus with NTK-aware "
-        "scaling| (the toy does not separate them)",
+        f"{_TOY}, no fine-tuning, 64 tokens: absolute difference of the copy accuracies with "
+        "YaRN and with NTK-aware scaling (the toy does not separate them)",
         yarn_vs_ntk_zero_shot,
         "<",
         0.1,
@@ -360,8 +360,8 @@ CLAIMS = claims(
     ),
     Claim(
         "q29-temperature",
-        f"{_TOY}, no fine-tuning, 64 tokens: |copy accuracy of YaRN minus YaRN without its "
-        "temperature| (the toy barely needs it)",
+        f"{_TOY}, no fine-tuning, 64 tokens: absolute difference of the copy accuracies of "
+        "YaRN with and without its temperature (the toy barely needs it)",
         temperature_effect,
         "<",
         0.05,
