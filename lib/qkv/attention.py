@@ -41,6 +41,7 @@ Where each function is taught (chapter numbers; files under chapters/):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, overload
 
 import torch
@@ -262,6 +263,7 @@ class MultiHeadAttention(nn.Module):
         need_weights: bool = False,
         *,
         key_padding_mask: Tensor | None = None,
+        rotate: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query`` to ``key``/``value``, each head on its own subspace.
 
@@ -275,6 +277,9 @@ class MultiHeadAttention(nn.Module):
             need_weights: also return the attention weights of every head.
             key_padding_mask: bool ``(B, m)``, ``True`` = real token (the opposite of
                 ``torch.nn.MultiheadAttention``'s ``key_padding_mask``); ANDed with ``mask``.
+            rotate: applied to the projected queries ``(B, h, n, d_k)`` and keys
+                ``(B, n_kv_heads, m, d_k)``, never to the values: RoPE (a closure over the
+                positions, as in :class:`qkv.stack.TransformerStack` and :mod:`qkv.llama`), or None.
 
         Returns:
             ``(out, weights)``: ``(B, n, d_model)`` and ``(B, h, n, m)`` or ``None``.
@@ -293,6 +298,8 @@ class MultiHeadAttention(nn.Module):
         k = self.w_k(key).view(B, m, self.n_kv_heads, self.d_k).transpose(1, 2)
         v = self.w_v(value).view(B, m, self.n_kv_heads, self.d_k).transpose(1, 2)
         # (B, L, heads * d_k) -> (B, heads, L, d_k), heads = n_heads for q, n_kv_heads for k, v
+        if rotate is not None:  # positions enter q and k only (Su et al. 2021 §3.4)
+            q, k = rotate(q), rotate(k)
         if self.n_kv_heads != self.n_heads:  # each K/V head serves a group of query heads
             group = self.n_heads // self.n_kv_heads
             k = k.repeat_interleave(group, dim=1)  # (B, n_kv_heads, m, d_k) -> (B, h, m, d_k)

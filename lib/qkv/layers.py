@@ -9,10 +9,13 @@ attend); a padding mask ``pad`` is ``(B, L)`` bool with ``True`` = real token.
   connection and LayerNorm, Post-LN (Vaswani et al. 2017) or Pre-LN (Xiong et al. 2020).
 - :class:`TransformerDecoderLayer`: causal self-attention + cross-attention + FFN.
 
-Whole models built from them: :class:`qkv.models.EncoderDecoder` and :class:`qkv.bert.Bert`.
+Whole models built from them: :class:`qkv.models.EncoderDecoder`, :class:`qkv.bert.Bert` and
+the experiments' :class:`qkv.stack.TransformerStack`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from torch import Tensor, nn
 
@@ -89,21 +92,32 @@ class TransformerEncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+        *,
+        rotate: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Encode ``x: (B, L, d_model)``; ``mask`` (``True`` = may attend) is ``(L, L)`` (refused
         as ambiguous when ``B == L``: pass ``mask[None, None]``) or ``(B, 1, 1, L)`` from
-        :func:`qkv.masks.key_mask`.
+        :func:`qkv.masks.key_mask`, or a float mask added to the scores (ALiBi). ``rotate``
+        turns the queries and keys of every head (RoPE), as in
+        :meth:`qkv.attention.MultiHeadAttention.forward`.
 
         Returns ``(B, L, d_model)``, and the attention weights ``(B, h, L, L)`` when
         ``need_weights``.
         """
         if self.norm_first:
-            attended, weights = self.self_attn(self.norm1(x), mask=mask, need_weights=need_weights)
+            attended, weights = self.self_attn(
+                self.norm1(x), mask=mask, need_weights=need_weights, rotate=rotate
+            )
             x = x + self.dropout(attended)
             x = x + self.dropout(self.ffn(self.norm2(x)))
         else:
-            attended, weights = self.self_attn(x, mask=mask, need_weights=need_weights)
+            attended, weights = self.self_attn(
+                x, mask=mask, need_weights=need_weights, rotate=rotate
+            )
             x = self.norm1(x + self.dropout(attended))
             x = self.norm2(x + self.dropout(self.ffn(x)))
         return (x, weights) if need_weights else x

@@ -380,6 +380,34 @@ def test_grouped_and_multi_query_attention_against_manual_heads(device, n_kv_hea
     assert params == 2 * (36 * 36 + 36) + 2 * (36 * n_kv_heads * 9 + n_kv_heads * 9)
 
 
+@pytest.mark.parametrize("n_kv_heads", [4, 2])
+def test_mha_rotate_turns_queries_and_keys_never_values(device, n_kv_heads):
+    """``rotate`` (RoPE) is applied to q (B, h, n, d_k) and k (B, n_kv_heads, m, d_k) only:
+    the result equals attention over apply_rotary(q), apply_rotary(k) and the plain v."""
+    from qkv.positions import apply_rotary
+
+    torch.manual_seed(23)
+    mha = MultiHeadAttention(40, 4, n_kv_heads=n_kv_heads).to(device).eval()  # d_k = 10
+    x = torch.randn(3, 7, 40, device=device)
+    seen = []
+
+    def rotate(t):
+        seen.append(tuple(t.shape))
+        return apply_rotary(t)
+
+    out, _ = mha(x, mask=causal_mask(7, device=device)[None, None], rotate=rotate)
+    assert seen == [(3, 4, 7, 10), (3, n_kv_heads, 7, 10)]
+    q = apply_rotary(mha.w_q(x).view(3, 7, 4, 10).transpose(1, 2))
+    k = apply_rotary(mha.w_k(x).view(3, 7, n_kv_heads, 10).transpose(1, 2))
+    v = mha.w_v(x).view(3, 7, n_kv_heads, 10).transpose(1, 2)
+    group = 4 // n_kv_heads
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    expected = mha.w_o(attended.transpose(1, 2).reshape(3, 7, 40))
+    torch.testing.assert_close(out, expected, **F32)
+    assert not torch.allclose(out, mha(x, mask=causal_mask(7, device=device)[None, None])[0])
+
+
 def test_mha_dropout_only_in_training():
     torch.manual_seed(20)
     mha = MultiHeadAttention(36, 4, dropout=0.5)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qkv.label_smoothing import calibration, expected_calibration_error
-from qkv.stability import TransformerStack
+from qkv.stack import TransformerStack
 
 
 def brute_force_ece(confidence, correct, n_bins):

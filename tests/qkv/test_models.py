@@ -118,6 +118,27 @@ def test_encoder_layer_matches_torch(norm_first, activation, device):
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_passes_rotate_to_its_self_attention(norm_first):
+    """The layer's ``rotate`` reaches its attention: the same as calling it by hand."""
+    torch.manual_seed(3)
+    layer = TransformerEncoderLayer(D, H, FF, norm_first=norm_first).eval()
+    x = torch.randn(B, L, D, generator=seeded(2))
+
+    def rotate(t):
+        return t.flip(-2)  # any function of q and k: here their positions reversed
+
+    attended = layer.self_attn(layer.norm1(x) if norm_first else x, rotate=rotate)[0]
+    if norm_first:
+        x1 = x + attended
+        expected = x1 + layer.ffn(layer.norm2(x1))
+    else:
+        x1 = layer.norm1(x + attended)
+        expected = layer.norm2(x1 + layer.ffn(x1))
+    torch.testing.assert_close(layer(x, rotate=rotate), expected, **TOL)
+    assert not torch.allclose(layer(x, rotate=rotate), layer(x), **TOL)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_matches_torch(norm_first, device):
     torch.manual_seed(0)
     kw = dict(dropout=0.1, activation="gelu", norm_first=norm_first)

@@ -3,7 +3,7 @@
 - :func:`first_step`: the size of the first update of ``torch.optim.Adam``, of SGD and
   of BERT's released optimiser (:func:`bert_adam_step`: no bias correction, decoupled
   weight decay), per parameter entry, relative to the learning rate.
-- :func:`train_markov_lm`: train a :class:`qkv.stability.TransformerStack` language model
+- :func:`train_markov_lm`: train a :class:`qkv.stack.TransformerStack` language model
   on :func:`markov_language` with the Transformer's Adam (beta2 = 0.98, eps = 1e-9;
   Vaswani et al. 2017 §5.3), a linear warm-up of ``warmup_steps`` then a constant rate;
   optionally with label smoothing and a small fixed training set. Q22 (Post-LN vs
@@ -27,7 +27,7 @@ from torch import Tensor
 from qkv._checks import check_int
 from qkv.experiments import Claim, claims, experiment
 from qkv.markov import MarkovLanguage
-from qkv.stability import TransformerStack, next_token_loss
+from qkv.stack import TransformerStack, next_token_loss
 from qkv.train import History, TrainConfig, train
 from qkv.warmup import lambda_lr, linear_warmup_constant
 
@@ -72,7 +72,7 @@ def train_markov_lm(
     batch_size: int = 32,
     length: int = 17,
 ) -> tuple[TransformerStack, History]:
-    """Train a :class:`~qkv.stability.TransformerStack` language model on :func:`markov_language`.
+    """Train a :class:`~qkv.stack.TransformerStack` language model on :func:`markov_language`.
 
     Adam with the Transformer's ``betas=(0.9, 0.98)``, ``eps=1e-9`` (Vaswani et
     al. 2017 §5.3), learning rate ``lr`` reached by a linear warm-up over
@@ -209,7 +209,7 @@ def bert_adam_step(
 def first_step(seed: int, optimizer: str, loss_scale: float = 1.0) -> tuple[Tensor, Tensor]:
     """``|Δθ| / lr`` of every parameter entry after one update, and the gradient.
 
-    A 2-layer Post-LN :class:`~qkv.stability.TransformerStack` (float64, so that tiny
+    A 2-layer Post-LN :class:`~qkv.stack.TransformerStack` (float64, so that tiny
     SGD steps are not rounded away) on 16 sequences of :func:`markov_language`, loss
     multiplied by ``loss_scale``, learning rate 1e-3. ``optimizer``: ``"Adam"``
     (``torch.optim.Adam``, BERT's betas, bias-corrected), ``"SGD"``, or ``"BERT"``

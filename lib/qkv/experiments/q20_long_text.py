@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from qkv.bert import Bert, BertConfig
 from qkv.experiments import Claim, claims, experiment
-from qkv.layers import TransformerEncoderLayer
 from qkv.longtext import aggregate, sliding_windows, truncate
+from qkv.stack import TransformerStack
 from qkv.tasks import CLS_ID, N_SPECIAL, long_documents
 from qkv.train import TrainConfig, train
 
@@ -204,32 +204,34 @@ def xor_documents(batch_size: int, *, generator: torch.Generator) -> tuple[Tenso
 
 
 class SmallEncoder(nn.Module):
-    """Two Pre-LN encoder layers (``qkv.layers``) over ``length`` tokens, mean-pooled logits.
+    """A bidirectional two-layer Pre-LN :class:`~qkv.stack.TransformerStack`, mean-pooled.
 
-    ``ids: (B, length)`` -> logits ``(B, 2)``. With ``window`` set, the encoder reads
-    each sliding window of ``window`` tokens (stride ``XOR_STRIDE``) on its own and
-    the window logits are pooled by ``how`` (``"mean"`` or ``"max"``): no attention
-    crosses a window boundary.
+    ``ids: (B, length)`` -> logits ``(B, 2)``: the stack's per-token logits averaged
+    over the tokens (the head is linear, so that is the head of the mean vector). With
+    ``window`` set, the encoder reads each sliding window of ``window`` tokens (stride
+    ``XOR_STRIDE``) on its own and the window logits are pooled by ``how`` (``"mean"``
+    or ``"max"``): no attention crosses a window boundary.
     """
 
     def __init__(self, length: int, *, window: int | None = None, how: str = "mean") -> None:
         super().__init__()
         self.window, self.how = window, how
-        span = window or length
-        d = 32
-        self.tokens = nn.Embedding(VOCAB_SIZE, d)
-        self.positions = nn.Parameter(torch.randn(span, d) * 0.5)
-        self.layers = nn.ModuleList(
-            TransformerEncoderLayer(d, 4, 2 * d, 0.0, norm_first=True) for _ in range(2)
+        self.stack = TransformerStack(
+            VOCAB_SIZE,
+            32,
+            4,
+            2 * 32,
+            2,
+            norm_first=True,
+            causal=False,
+            max_len=window or length,
+            activation="gelu",
+            n_outputs=N_CLASSES,
+            init="default",
         )
-        self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, N_CLASSES)
 
     def _encode(self, ids: Tensor) -> Tensor:
-        x = self.tokens(ids) + self.positions
-        for layer in self.layers:
-            x = layer(x)
-        return self.head(self.norm(x).mean(1))  # (B, 2)
+        return self.stack(ids).mean(1)  # (B, L, 2) -> (B, 2)
 
     def forward(self, ids: Tensor) -> Tensor:
         if self.window is None:

@@ -3,7 +3,7 @@
 The task, :func:`offset_copy`, needs position and nothing else: at every position
 ``i`` the model must output the token ``offset`` places back, ``x[i - offset]``
 (the tokens are uniform random, so content gives no hint). A causal
-:class:`~qkv.tiny_transformer.TinyTransformer` is trained with :mod:`qkv.train` on
+Pre-LN :class:`~qkv.stack.TransformerStack` is trained with :mod:`qkv.train` on
 sequences of ``train_len`` tokens, once per position scheme, then evaluated on
 longer sequences. The offset is the same at every length, so a scheme that
 represents *relative* position well has nothing new to learn at test time; an
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from qkv._checks import check_int
 from qkv.experiments import Claim, claims, experiment
-from qkv.tiny_transformer import POSITION_SCHEMES, TinyTransformer
+from qkv.stack import POSITION_SCHEMES, TransformerStack
 from qkv.train import TrainConfig, train
 
 __all__ = [
@@ -131,19 +131,27 @@ def _trained_model(
     vocab_size: int,
     steps: int,
     device: str | torch.device | None,
-) -> TinyTransformer:
-    """One tiny causal model trained on :func:`offset_copy` at ``train_len`` (cached; eval mode)."""
+) -> TransformerStack:
+    """One tiny causal model trained on :func:`offset_copy` at ``train_len`` (cached; eval mode).
+
+    One Pre-LN layer (``d_model = 32``, 4 heads, GELU FFN of ``4 d_model``, PyTorch's
+    initialisation); ``max_len = train_len`` is the learned table's size and, for RoPE,
+    the trained length that ``rope_scaling`` starts from.
+    """
     config = TrainConfig(steps=steps, lr=3e-3, seed=seed, device=device)
     torch.manual_seed(seed)
-    model = TinyTransformer(
+    model = TransformerStack(
         vocab_size,
-        vocab_size,
-        d_model=32,
-        n_heads=4,
-        n_layers=1,
-        position=scheme,
-        max_len=train_len,
+        32,
+        4,
+        4 * 32,
+        1,
+        norm_first=True,
         causal=True,
+        max_len=train_len,
+        position=scheme,
+        activation="gelu",
+        init="default",
     )
 
     def batches(step: int, g: torch.Generator) -> CopyBatch:
@@ -244,11 +252,12 @@ def context_extension(seed: int = 0) -> dict[str, float]:
 
     - ``"extrapolate"``: unchanged, positions 0..63 (angles it never saw);
     - ``"PI, no fine-tuning"``: position interpolation (Chen et al. 2023), positions
-      multiplied by ``1/s``, so every angle lies inside the trained range;
+      multiplied by ``1/s`` (``rope_scaling = {"rope_type": "linear", "factor": s}``), so
+      every angle lies inside the trained range;
     - ``"PI + fine-tuning"``: the same, after ``FINE_TUNE_STEPS`` AdamW steps on
       64-token sequences;
     - ``"direct fine-tuning"``: the same steps without rescaling (a control);
-    - ``"NTK-aware, no fine-tuning"``: the base raised to ``10000 * s^(d_k/(d_k-2))``,
+    - ``"NTK-aware, no fine-tuning"``: ``rope_theta`` raised to ``10000 * s^(d_k/(d_k-2))``,
       which leaves the fastest pair untouched and slows the slowest by ``s``.
 
     Returns ``{name: accuracy}`` on 64 held-out sequences of 64 tokens.
@@ -266,23 +275,24 @@ def context_extension(seed: int = 0) -> dict[str, float]:
     test = CopyBatch(test.inputs.to(device), test.targets.to(device))
     d_k = trained.d_model // trained.n_heads
 
-    def scored(model: TinyTransformer, *, scale: float = 1.0, base: float = 10000.0) -> float:
+    def scored(model: TransformerStack, *, pi: bool = False, base: float = 10000.0) -> float:
         model = copy.deepcopy(model)
-        model.rope_position_scale, model.rope_base = scale, base
+        model.rope_scaling = {"rope_type": "linear", "factor": s} if pi else None
+        model.rope_theta = base
         return _accuracy(model.eval(), test)
 
-    def fine_tuned(scale: float) -> TinyTransformer:
+    def fine_tuned(pi: bool) -> TransformerStack:
         model = copy.deepcopy(trained).train()
-        model.rope_position_scale = scale
+        model.rope_scaling = {"rope_type": "linear", "factor": s} if pi else None
         config = TrainConfig(steps=FINE_TUNE_STEPS, lr=3e-3, seed=seed + 1, device=device)
         train(model, lambda step, g: offset_copy(32, new_len, generator=g), _copy_loss, config)
         return model.eval()
 
     return {
         "extrapolate": scored(trained),
-        "PI, no fine-tuning": scored(trained, scale=1 / s),
-        "PI + fine-tuning": scored(fine_tuned(1 / s), scale=1 / s),
-        "direct fine-tuning": scored(fine_tuned(1.0)),
+        "PI, no fine-tuning": scored(trained, pi=True),
+        "PI + fine-tuning": scored(fine_tuned(pi=True), pi=True),
+        "direct fine-tuning": scored(fine_tuned(pi=False)),
         "NTK-aware, no fine-tuning": scored(trained, base=10000.0 * s ** (d_k / (d_k - 2))),
     }
 

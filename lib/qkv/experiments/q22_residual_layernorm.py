@@ -21,7 +21,7 @@ from torch import nn
 from qkv.experiments import Claim, claims, experiment
 from qkv.experiments.q19_warmup import markov_language
 from qkv.layers import PositionwiseFeedForward
-from qkv.stability import TransformerStack, layer_gradient_norms
+from qkv.stack import TransformerStack, layer_gradient_norms
 
 __all__ = ["CLAIMS", "DEPTHS", "gradient_norms_at_init", "norm_changes", "residual_stack_gains"]
 

@@ -6,7 +6,7 @@ similar size are trained on the same fixed set of ``n_train`` sequences for the
 same number of steps:
 
 - :class:`ConvTagger`: two width-3 convolutions, locality built in (LeCun et al. 1998);
-- full attention: a :class:`~qkv.tiny_transformer.TinyTransformer`, bidirectional,
+- full attention: a Pre-LN :class:`~qkv.stack.TransformerStack`, bidirectional,
   with sinusoidal positions: it must *learn* which keys are neighbours;
 - windowed attention: the same Transformer with ``window=1`` (each query sees its
   two neighbours only), locality built into the mask.
@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from qkv._checks import check_int
 from qkv.experiments import Claim, claims, experiment
-from qkv.tiny_transformer import TinyTransformer
+from qkv.stack import TransformerStack
 from qkv.train import TrainConfig, train
 
 __all__ = [
@@ -111,13 +111,27 @@ class ConvTagger(nn.Module):
         return self.head(x.transpose(1, 2))  # (B, d_model, L) -> (B, L, n_outputs)
 
 
+def _tiny(vocab_size: int, n_outputs: int, *, n_heads: int, n_layers: int, **kw) -> nn.Module:
+    """A Pre-LN tagger: ``d_model = 32``, GELU FFN of ``4 d_model``, PyTorch's initialisation."""
+    return TransformerStack(
+        vocab_size,
+        32,
+        n_heads,
+        4 * 32,
+        n_layers,
+        norm_first=True,
+        n_outputs=n_outputs,
+        activation="gelu",
+        init="default",
+        **kw,
+    )
+
+
 def _make(name: str) -> nn.Module:
     if name == "convolution":
         return ConvTagger(2, 4)
     window = 1 if name == "windowed attention" else None
-    return TinyTransformer(
-        2, 4, d_model=32, n_heads=2, n_layers=1, position="sinusoidal", causal=False, window=window
-    )
+    return _tiny(2, 4, n_heads=2, n_layers=1, position="sinusoidal", causal=False, window=window)
 
 
 def _tag_loss(model: nn.Module, batch: TagBatch) -> Tensor:
@@ -228,7 +242,7 @@ class GRUTagger(nn.Module):
 def _make_parity_model(name: str) -> nn.Module:
     if name == "GRU":
         return GRUTagger(2, 2, hidden=16)
-    return TinyTransformer(2, 2, d_model=32, n_heads=4, n_layers=2, position="rope", causal=True)
+    return _tiny(2, 2, n_heads=4, n_layers=2, position="rope", causal=True)
 
 
 @experiment

@@ -1,6 +1,6 @@
 """Q31 (training stability): attention logits that grow at a high learning rate, and two fixes.
 
-A small Pre-LN Transformer language model (:class:`qkv.stability.TransformerStack`,
+A small Pre-LN Transformer language model (:class:`qkv.stack.TransformerStack`,
 2 layers, width 64, 4 heads) learns the book's Markov language for ``STEPS`` steps
 of AdamW with no warm-up, a small-scale proxy in the spirit of Wortsman et al. (2023).
 
@@ -29,7 +29,7 @@ from qkv.attention import MultiHeadAttention
 from qkv.experiments import Claim, claims, experiment
 from qkv.layers import TransformerEncoderLayer
 from qkv.markov import MarkovLanguage
-from qkv.stability import TransformerStack
+from qkv.stack import TransformerStack
 
 D_MODEL, N_HEADS, N_LAYERS, LENGTH, BATCH, STEPS = 64, 4, 2, 32, 32, 120
 HIGH_LR = 3e-2  # where plain attention's logits run away
