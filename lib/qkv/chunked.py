@@ -60,7 +60,7 @@ def chunked_attention(
         ValueError: for NaN or inf in the inputs that reach the result (see
             :mod:`qkv.attention`), and for shapes outside the mask rule.
 
-    Used in: Q7, Q8.
+    Used in: Q7, Q8, Q28.
     """
     chunk_size = check_int("chunk_size", chunk_size, 1)
     query_chunk_size = check_int("query_chunk_size", query_chunk_size, 1)

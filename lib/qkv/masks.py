@@ -27,7 +27,7 @@ too (:func:`is_masked`) and replaces it by ``-inf``, since a large score outweig
 finite penalty: in float16 (largest magnitude 65504), ``-65504 + 3e4`` beats an allowed
 score of ``-5.9e4``. :func:`masked_softmax` applies any of these masks to scores.
 
-Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15, Q23, Q27, Q32.
+Used in: Q2, Q4, Q7, Q8, Q11, Q14, Q15, Q23, Q27, Q28, Q32.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def causal_mask(
     Returns:
         ``(n, m)`` bool, ``True`` = allowed (on and below the aligned diagonal).
 
-    Used in: Q2, Q7, Q8, Q11, Q14, Q15, Q27, Q32.
+    Used in: Q2, Q7, Q8, Q11, Q14, Q15, Q27, Q28, Q32.
     """
     m = n if m is None else m
     n, m = check_int("n", n, 0), check_int("m", m, 0)
