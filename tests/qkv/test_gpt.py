@@ -9,7 +9,7 @@ import qkv
 from qkv.gpt import GPT, GPTConfig, KVCache, gpt_from_hf_state_dict, greedy_generate
 from qkv.tying import count_parameters
 
-from .reference import perturbed, random_ids
+from .reference import hf_positions, left_padded, perturbed, random_ids
 
 transformers = pytest.importorskip("transformers")
 
@@ -98,19 +98,6 @@ def test_logits_equal_hugging_face_with_a_padding_mask(device):
     assert not torch.allclose(holed[0, 3:], unmasked[0, 3:], atol=1e-3)
 
 
-def left_padded(lengths: list[int], n: int = N, *, seed: int = 3):
-    """``(ids (B, n), attention_mask (B, n))``: random prompts of ``lengths``, padded on the left
-    with token 0 (any id: the mask hides it)."""
-    lengths_ = torch.tensor(lengths)
-    mask = (torch.arange(n) >= n - lengths_[:, None]).long()  # 1 = real token
-    return ids(len(lengths), n, seed=seed) * mask, mask
-
-
-def hf_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Hugging Face generate's position ids: count the real tokens from 0, padding at 0."""
-    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-
-
 def test_left_padding_needs_position_ids_to_match_each_prompt_alone(device):
     """Q23's follow-up: with left padding and no position ids the logits equal
     GPT2LMHeadModel's without position ids, but the real tokens sit at shifted positions;
@@ -118,7 +105,7 @@ def test_left_padding_needs_position_ids_to_match_each_prompt_alone(device):
     theirs = hf_gpt2().to(device)
     ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
     lengths = [7, 4, 1]
-    x, mask = (t.to(device) for t in left_padded(lengths))
+    x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
     positions = hf_positions(mask)
     with torch.no_grad():
         shifted, _ = ours(x, attention_mask=mask)
@@ -138,7 +125,7 @@ def test_left_padding_needs_position_ids_to_match_each_prompt_alone(device):
 
 def test_left_padded_logits_with_the_cache_equal_the_full_pass_with_position_ids(device):
     model = gpt_from_hf_state_dict(hf_gpt2().state_dict(), TINY).to(device)
-    x, mask = (t.to(device) for t in left_padded([12, 9, 2], 12))
+    x, mask = (t.to(device) for t in left_padded([12, 9, 2], 12, vocab_size=V))
     positions = hf_positions(mask)
     with torch.no_grad():
         full, _ = model(x, attention_mask=mask, position_ids=positions)
@@ -161,7 +148,7 @@ def test_left_padded_generation_equals_hugging_face_generate_and_each_prompt_alo
     theirs = hf_gpt2().to(device)
     ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
     lengths, steps = [7, 4, 1], 12
-    x, mask = (t.to(device) for t in left_padded(lengths))
+    x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
     out = theirs.generate(
         x,
         attention_mask=mask,

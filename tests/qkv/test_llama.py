@@ -21,7 +21,7 @@ from qkv.llama import Llama, LlamaConfig, llama_config, llama_from_hf_state_dict
 from qkv.positions import check_rope_scaling, rope_frequencies, rotary_angles
 from qkv.tying import count_parameters
 
-from .reference import perturbed, random_ids
+from .reference import hf_positions, left_padded, perturbed, random_ids
 
 transformers = pytest.importorskip("transformers")
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402
@@ -170,25 +170,13 @@ def test_greedy_generation_equals_hugging_face_generate(use_cache):
     assert torch.equal(none, prompt) and no_logits.shape == (B, 0, V)
 
 
-def left_padded(lengths: list[int], n: int = N, *, seed: int = 3):
-    """``(ids (B, n), attention_mask (B, n))``: random prompts of ``lengths``, padded on the left
-    with token 0 (any id: the mask hides it)."""
-    mask = (torch.arange(n) >= n - torch.tensor(lengths)[:, None]).long()  # 1 = real token
-    return ids(len(lengths), n, seed=seed) * mask, mask
-
-
-def hf_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Hugging Face generate's position ids: count the real tokens from 0, padding at 0."""
-    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-
-
 def test_left_padding_with_position_ids_equals_hugging_face_and_each_prompt_alone(device):
     # float32: in float64, transformers 5.24's eager Llama returns NaN logits for the real
     # tokens of a left-padded row (its padded queries see no key; their NaN reaches the values)
     theirs = hf_llama().to(device)
     ours = ours_from(theirs)
     lengths = [7, 4, 1]
-    x, mask = (t.to(device) for t in left_padded(lengths))
+    x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
     positions = hf_positions(mask)
     with torch.no_grad():
         logits, _ = ours(x, attention_mask=mask, position_ids=positions)
@@ -217,7 +205,7 @@ def test_left_padding_with_position_ids_equals_hugging_face_and_each_prompt_alon
 
 def test_left_padded_logits_with_the_cache_equal_the_full_pass_with_position_ids(device):
     model = ours_from(hf_llama(torch.float64)).to(device)
-    x, mask = (t.to(device) for t in left_padded([2 * MAX_POS, 21, 3], 2 * MAX_POS))
+    x, mask = (t.to(device) for t in left_padded([2 * MAX_POS, 21, 3], 2 * MAX_POS, vocab_size=V))
     positions = hf_positions(mask)
     with torch.no_grad():
         full, _ = model(x, attention_mask=mask, position_ids=positions)
@@ -241,7 +229,7 @@ def test_left_padded_generation_equals_hugging_face_generate_and_each_prompt_alo
     # every row padded: the longest position + 1 (which "dynamic" scaling follows) is not the
     # sequence length
     lengths, steps = [6, 4, 1], 2 * MAX_POS  # past max_position_embeddings
-    x, mask = left_padded(lengths)
+    x, mask = left_padded(lengths, N, vocab_size=V)
     out = theirs.generate(
         x,
         attention_mask=mask,
