@@ -211,6 +211,52 @@ class Decoder(nn.Module):
             )
         return m0
 
+    def _padding_mask(
+        self, attention_mask: Tensor | None, batch_size: int, m: int
+    ) -> Tensor | None:
+        """``attention_mask (B, m)`` of 0/1 (1 = real token) as a bool key mask ``(B, 1, 1, m)``."""
+        if attention_mask is None:
+            return None
+        if not isinstance(attention_mask, Tensor) or attention_mask.shape != (batch_size, m):
+            shape = getattr(attention_mask, "shape", type(attention_mask).__name__)
+            raise ValueError(f"attention_mask must be (B, m0 + n) = {(batch_size, m)}, got {shape}")
+        if not ((attention_mask == 0) | (attention_mask == 1)).all():
+            raise ValueError("attention_mask must hold only 0 and 1 (1 = real token)")
+        return key_mask(attention_mask.bool())  # (B, m) -> (B, 1, 1, m)
+
+    def _positions(
+        self, position_ids: Tensor | None, batch_size: int, n: int, m0: int, device: torch.device
+    ) -> Tensor:
+        """The positions of the ``n`` new tokens: ``(1, n)`` = ``m0 .. m0 + n - 1``, or ``(B, n)``.
+
+        ``position_ids``: None, or an integer ``(B, n)`` tensor of positions ``>= 0`` (and
+        ``< max_len`` where positions are a learned table), as Hugging Face's ``position_ids``.
+        """
+        if position_ids is None:
+            return torch.arange(m0, m0 + n, device=device)[None]  # (1, n)
+        if (
+            not isinstance(position_ids, Tensor)
+            or position_ids.is_floating_point()
+            or position_ids.is_complex()
+            or position_ids.dtype == torch.bool
+        ):
+            got = position_ids.dtype if isinstance(position_ids, Tensor) else type(position_ids)
+            raise TypeError(f"position_ids must be an integer tensor (B, n), got {got}")
+        if position_ids.shape != (batch_size, n):
+            raise ValueError(
+                f"position_ids must be (B, n) = {(batch_size, n)} like input_ids, "
+                f"got {tuple(position_ids.shape)}"
+            )
+        low, high = int(position_ids.min()), int(position_ids.max())
+        if low < 0:
+            raise ValueError(f"position_ids must be >= 0, got a minimum of {low}")
+        if self.max_len is not None and high >= self.max_len:
+            raise ValueError(
+                f"position_ids must be < n_positions={self.max_len} (the learned table), "
+                f"got a maximum of {high}"
+            )
+        return position_ids.to(device=device, dtype=torch.long)
+
 
 class GPT(Decoder):
     """GPT-2 (Radford et al. 2019): learned positions, Pre-LN causal blocks, tied output layer.
@@ -252,6 +298,7 @@ class GPT(Decoder):
         cache: KVCache | None = None,
         *,
         attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
         mask: Tensor | None = None,
     ) -> tuple[Tensor, KVCache]:
         """Logits for ``input_ids (B, n)``, continuing the sequence held by ``cache``.
@@ -263,8 +310,13 @@ class GPT(Decoder):
                 tokens, or None.
             attention_mask: optional ``(B, m0 + n)`` of 0/1 (1 = real token) over past and
                 new tokens, as in Hugging Face: padding keys are hidden from every query.
-                Positions still count from 0 as in Hugging Face's forward without
-                ``position_ids``, so pad on the right; padded positions' logits are meaningless.
+                It does not move positions: without ``position_ids`` they count from 0 in
+                every row, exact for right padding; padded positions' logits are meaningless.
+            position_ids: optional integer ``(B, n)``, the position of each new token in
+                ``[0, n_positions)``, as Hugging Face's ``position_ids``. For left padding give
+                ``(attention_mask.cumsum(-1) - 1).clamp(min=0)`` (what Hugging Face's
+                ``generate`` uses; :func:`greedy_generate` does it for you), so that each
+                row's real tokens count from 0 as if the row were alone.
             mask: optional bool ``(n, m0 + n)`` replacing the causal mask (``True`` = may
                 attend), e.g. :func:`qkv.masks.prefix_lm_mask` for a non-causal decoder (Q32).
 
@@ -281,15 +333,10 @@ class GPT(Decoder):
             raise ValueError(f"mask must be a bool (n, m0 + n) = {(n, m)} tensor, got {got}")
         else:
             mask = mask.to(input_ids.device)[None, None]  # (n, m) -> (1, 1, n, m)
-        if attention_mask is not None:
-            if not isinstance(attention_mask, Tensor) or attention_mask.shape != (B, m):
-                shape = getattr(attention_mask, "shape", type(attention_mask).__name__)
-                raise ValueError(f"attention_mask must be (B, m0 + n) = {(B, m)}, got {shape}")
-            if not ((attention_mask == 0) | (attention_mask == 1)).all():
-                raise ValueError("attention_mask must hold only 0 and 1 (1 = real token)")
-            pad = key_mask(attention_mask.bool())  # (B, m) -> (B, 1, 1, m)
+        pad = self._padding_mask(attention_mask, B, m)  # (B, 1, 1, m) or None
+        if pad is not None:
             mask = pad if mask is None else mask & pad  # (B, 1, n, m)
-        positions = torch.arange(m0, m, device=input_ids.device)  # (n,)
+        positions = self._positions(position_ids, B, n, m0, input_ids.device)  # (1 or B, n)
         x = self.drop(self.wte(input_ids) + self.wpe(positions))  # (B, n, d_model)
         keys, values = [], []
         for i, block in enumerate(self.blocks):
@@ -306,6 +353,7 @@ def greedy_generate(
     input_ids: Tensor,
     max_new_tokens: int,
     *,
+    attention_mask: Tensor | None = None,
     use_cache: bool = True,
     return_logits: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
@@ -316,6 +364,12 @@ def greedy_generate(
     without it each step reruns the whole sequence. Both give the same tokens (for a Llama
     with "dynamic" RoPE scaling past ``max_position_embeddings`` they differ, as in Hugging
     Face: the cached keys keep the rotation of the step that made them).
+
+    A batch of prompts of different lengths is padded on the LEFT, with ``attention_mask``
+    ``(B, n)`` of 0/1 (1 = real token): as Hugging Face's ``generate``, each row's positions
+    are ``attention_mask.cumsum(-1) - 1`` (0 on the padding), the new tokens continue that
+    count, and the mask grows by a 1 per step. Each row then gets the tokens it would get
+    alone, without padding. Right padding is refused: the new tokens would follow the padding.
 
     Returns:
         ``(B, n + max_new_tokens)`` ids (a new tensor; ``input_ids`` is not changed), and
@@ -328,24 +382,43 @@ def greedy_generate(
         raise TypeError(
             f"model must be a qkv.gpt.GPT or a qkv.llama.Llama, got {type(model).__name__}"
         )
-    model._check_input_ids(input_ids)  # an integer (B, n) tensor, not floats or a list
+    B, n = model._check_input_ids(input_ids)  # an integer (B, n) tensor, not floats or a list
     check_int("max_new_tokens", max_new_tokens, 0)
-    n_total = input_ids.shape[-1] + max_new_tokens
+    n_total = n + max_new_tokens
     if model.max_len is not None and n_total > model.max_len:
         raise ValueError(
-            f"{input_ids.shape[-1]} prompt tokens + max_new_tokens={max_new_tokens} = {n_total} "
+            f"{n} prompt tokens + max_new_tokens={max_new_tokens} = {n_total} "
             f"exceeds n_positions={model.max_len}"
         )
-    ids, cache, step_input, scores = input_ids.clone(), None, input_ids, []
+    positions = mask = None
+    if attention_mask is not None:
+        model._padding_mask(attention_mask, B, n)  # (B, n) of 0 and 1
+        mask = attention_mask.to(device=input_ids.device, dtype=torch.long)
+        if not mask[:, -1].all():
+            raise ValueError(
+                "attention_mask must end in 1 in every row: pad on the left, so that each "
+                "row's newest token sits in the last column (right padding would put the "
+                "generated tokens after the padding)"
+            )
+        # Hugging Face's generate: each row counts its real tokens from 0; padding gets 0
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # (B, n)
+    ids, cache, scores = input_ids.clone(), None, []
+    step_input, step_positions = input_ids, positions
     with torch.no_grad():
         for _ in range(max_new_tokens):
             if use_cache:  # feed only what the cache has not seen
-                logits, cache = model(step_input, cache)
+                logits, cache = model(
+                    step_input, cache, attention_mask=mask, position_ids=step_positions
+                )
             else:  # recompute the whole prefix
-                logits, _ = model(ids)
+                logits, _ = model(ids, attention_mask=mask, position_ids=positions)
             scores.append(logits[:, -1])  # (B, V)
             step_input = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
             ids = torch.cat([ids, step_input], dim=1)
+            if mask is not None and positions is not None:  # the new token is real, one further
+                mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)
+                step_positions = positions[:, -1:] + 1  # (B, 1)
+                positions = torch.cat([positions, step_positions], dim=1)
     if not return_logits:
         return ids
     if not scores:  # max_new_tokens == 0

@@ -298,7 +298,14 @@ class Llama(Decoder):
             device=device,
         )
 
-    def forward(self, input_ids: Tensor, cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
+    def forward(
+        self,
+        input_ids: Tensor,
+        cache: KVCache | None = None,
+        *,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> tuple[Tensor, KVCache]:
         """Logits for ``input_ids (B, n)``, continuing the sequence held by ``cache``.
 
         Args:
@@ -308,6 +315,13 @@ class Llama(Decoder):
                 tokens, or None. It holds keys already rotated (and, for "yarn", scaled), as
                 Hugging Face's does: with "dynamic" scaling past ``max_position_embeddings``
                 the cached keys keep the frequencies of the call that made them.
+            attention_mask: optional ``(B, m0 + n)`` of 0/1 (1 = real token) over past and
+                new tokens, as in Hugging Face: padding keys are hidden from every query.
+            position_ids: optional integer ``(B, n)`` positions ``>= 0`` of the new tokens,
+                the angles RoPE turns each row's q and k by, as Hugging Face's
+                ``position_ids`` (for left padding: ``attention_mask.cumsum(-1) - 1``, clamped
+                at 0, as :func:`qkv.gpt.greedy_generate` does). "dynamic" scaling then follows
+                the largest position + 1, as in Hugging Face.
 
         Returns:
             ``logits (B, n, V)`` and the new cache: keys and values
@@ -317,11 +331,17 @@ class Llama(Decoder):
         m0 = self._check_cache(cache, B, n)
         m, device = m0 + n, input_ids.device
         mask = None if n == 1 else causal_mask(n, m, device=device)[None, None]  # (1, 1, n, m)
-        positions = torch.arange(m0, m, device=device)  # (n,)
-        # "dynamic" frequencies follow the longest position of this call, as in Hugging Face
-        inv_freq, attention_factor = self.rope(m, device=device)
+        pad = self._padding_mask(attention_mask, B, m)  # (B, 1, 1, m) or None
+        if pad is not None:
+            mask = pad if mask is None else mask & pad  # (B, 1, n, m)
+        positions = self._positions(position_ids, B, n, m0, device)  # (1 or B, n)
+        # "dynamic" frequencies follow the largest position of this call, as in Hugging Face
+        # (max(position_ids) + 1; m without position ids)
+        seq_len = m if position_ids is None else int(positions.max()) + 1
+        inv_freq, attention_factor = self.rope(seq_len, device=device)
+        positions = positions[:, None]  # (1 or B, n) -> (1 or B, 1, n): the same for every head
 
-        def rotate(t: Tensor) -> Tensor:  # (B, heads, n, d_k), positions (n,)
+        def rotate(t: Tensor) -> Tensor:  # (B, heads, n, d_k), positions (1 or B, 1, n)
             turned = apply_rotary(t, positions, inv_freq=inv_freq)
             # YaRN scales q and k by sqrt(1/t): the logits by 1/t (Peng et al. 2023)
             return turned if attention_factor == 1.0 else turned * attention_factor

@@ -9,7 +9,7 @@ import qkv
 from qkv.gpt import GPT, GPTConfig, KVCache, gpt_from_hf_state_dict, greedy_generate
 from qkv.tying import count_parameters
 
-from .reference import perturbed, random_ids
+from .reference import hf_positions, left_padded, perturbed, random_ids
 
 transformers = pytest.importorskip("transformers")
 
@@ -98,25 +98,80 @@ def test_logits_equal_hugging_face_with_a_padding_mask(device):
     assert not torch.allclose(holed[0, 3:], unmasked[0, 3:], atol=1e-3)
 
 
-def test_left_padding_matches_hugging_face_forward_but_shifts_the_positions(device):
-    """Q23's follow-up: with left padding and no position ids (qkv.gpt takes none), the
-    logits equal GPT2LMHeadModel's without position ids, but the real tokens sit at
-    shifted positions; Hugging Face's position ids (cumsum of the mask - 1) undo that."""
+def test_left_padding_needs_position_ids_to_match_each_prompt_alone(device):
+    """Q23's follow-up: with left padding and no position ids the logits equal
+    GPT2LMHeadModel's without position ids, but the real tokens sit at shifted positions;
+    with Hugging Face's position ids (cumsum of the mask - 1) both equal each prompt alone."""
     theirs = hf_gpt2().to(device)
     ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
-    lengths = torch.tensor([7, 4, 1])
-    mask = (torch.arange(N) >= N - lengths[:, None]).long().to(device)  # left padding
-    x = ids(B, N).to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    lengths = [7, 4, 1]
+    x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
+    positions = hf_positions(mask)
     with torch.no_grad():
-        logits, _ = ours(x, attention_mask=mask)
-        expected = theirs(x, attention_mask=mask).logits
-        shifted_back = theirs(x, attention_mask=mask, position_ids=positions).logits
-        alone = ours(x[1:2, N - 4 :])[0][0]  # row 1's prompt, unpadded
+        shifted, _ = ours(x, attention_mask=mask)
+        logits, _ = ours(x, attention_mask=mask, position_ids=positions)
+        expected_shifted = theirs(x, attention_mask=mask).logits
+        expected = theirs(x, attention_mask=mask, position_ids=positions).logits
     real = mask.bool()
+    torch.testing.assert_close(shifted[real], expected_shifted[real], atol=1e-5, rtol=0)
     torch.testing.assert_close(logits[real], expected[real], atol=1e-5, rtol=0)
-    torch.testing.assert_close(shifted_back[1, N - 4 :], alone, atol=1e-5, rtol=0)
-    assert not torch.allclose(logits[1, N - 4 :], alone, atol=1e-2)
+    for b, n in enumerate(lengths):
+        with torch.no_grad():
+            alone = ours(x[b : b + 1, N - n :])[0][0]  # row b's prompt, unpadded
+        torch.testing.assert_close(logits[b, N - n :], alone, atol=1e-5, rtol=0)
+        if n < N:  # a padded row: without position ids its tokens sit n - N places later
+            assert not torch.allclose(shifted[b, N - n :], alone, atol=1e-2)
+
+
+def test_left_padded_logits_with_the_cache_equal_the_full_pass_with_position_ids(device):
+    model = gpt_from_hf_state_dict(hf_gpt2().state_dict(), TINY).to(device)
+    x, mask = (t.to(device) for t in left_padded([12, 9, 2], 12, vocab_size=V))
+    positions = hf_positions(mask)
+    with torch.no_grad():
+        full, _ = model(x, attention_mask=mask, position_ids=positions)
+        steps, cache, m = [], None, 0
+        for n in (5, 1, 3, 1, 1, 1):  # the last 5 columns hold every row's real tokens
+            step = slice(m, m + n)
+            logits, cache = model(
+                x[:, step], cache, attention_mask=mask[:, : m + n], position_ids=positions[:, step]
+            )
+            steps.append(logits)
+            m += n
+    real = mask.bool()
+    torch.testing.assert_close(torch.cat(steps, dim=1)[real], full[real], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_left_padded_generation_equals_hugging_face_generate_and_each_prompt_alone(
+    use_cache, device
+):
+    theirs = hf_gpt2().to(device)
+    ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
+    lengths, steps = [7, 4, 1], 12
+    x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
+    out = theirs.generate(
+        x,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=steps,
+        min_new_tokens=steps,
+        pad_token_id=V - 1,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
+    before = mask.clone()
+    got, logits = greedy_generate(
+        ours, x, steps, attention_mask=mask, use_cache=use_cache, return_logits=True
+    )
+    assert torch.equal(got, out.sequences)
+    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
+    assert torch.equal(mask, before)  # the caller's mask is untouched
+    for b, n in enumerate(lengths):  # each row gets the tokens of its prompt alone
+        alone = greedy_generate(ours, x[b : b + 1, N - n :], steps)
+        assert torch.equal(got[b, N:], alone[0, n:])
+    # an all-ones mask is the unpadded path
+    full = greedy_generate(ours, x, steps, attention_mask=torch.ones_like(x), use_cache=use_cache)
+    assert torch.equal(full, greedy_generate(ours, x, steps, use_cache=use_cache))
 
 
 def test_step_by_step_logits_with_the_cache_equal_the_full_forward(device):
@@ -229,6 +284,33 @@ def test_bad_input_raises_clear_errors():
         greedy_generate(model, torch.ones(1, 4), 0)  # a float prompt was returned as is
     with pytest.raises(TypeError, match="token ids, got list"):
         greedy_generate(model, [[1, 2]], 2)
+    # position ids: an integer (B, n) tensor of positions in [0, n_positions)
+    x = ids(2, 3)
+    with pytest.raises(
+        TypeError, match=r"position_ids must be an integer tensor \(B, n\), got torch"
+    ):
+        model(x, position_ids=torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="position_ids must be an integer tensor"):
+        model(x, position_ids=torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="position_ids must be an integer tensor"):
+        model(x, position_ids=[[0, 1, 2], [0, 1, 2]])
+    with pytest.raises(
+        ValueError, match=r"position_ids must be \(B, n\) = \(2, 3\) like input_ids, got \(3,\)"
+    ):
+        model(x, position_ids=torch.arange(3))
+    with pytest.raises(ValueError, match=r"= \(2, 1\) like input_ids, got \(2, 21\)"):
+        model(ids(2, 1), cache, position_ids=torch.arange(21).expand(2, -1))
+    with pytest.raises(ValueError, match="position_ids must be >= 0, got a minimum of -1"):
+        model(x, position_ids=torch.tensor([[0, 1, 2], [-1, 0, 1]]))
+    with pytest.raises(ValueError, match=r"position_ids must be < n_positions=23 \(the learned"):
+        model(x, position_ids=torch.tensor([[0, 1, 2], [21, 22, 23]]))
+    # greedy_generate: the mask of a left-padded prompt, (B, n) of 0 and 1
+    with pytest.raises(ValueError, match="attention_mask must end in 1 in every row: pad on the l"):
+        greedy_generate(model, x, 2, attention_mask=torch.tensor([[1, 1, 1], [1, 1, 0]]))
+    with pytest.raises(ValueError, match=r"attention_mask must be \(B, m0 \+ n\) = \(2, 3\)"):
+        greedy_generate(model, x, 2, attention_mask=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        greedy_generate(model, x, 2, attention_mask=torch.full((2, 3), 2))
 
 
 def test_a_cache_from_a_deleted_model_is_refused_by_a_model_that_reuses_its_id(monkeypatch):

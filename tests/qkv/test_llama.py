@@ -21,7 +21,7 @@ from qkv.llama import Llama, LlamaConfig, llama_config, llama_from_hf_state_dict
 from qkv.positions import check_rope_scaling, rope_frequencies, rotary_angles
 from qkv.tying import count_parameters
 
-from .reference import perturbed, random_ids
+from .reference import hf_positions, left_padded, perturbed, random_ids
 
 transformers = pytest.importorskip("transformers")
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402
@@ -168,6 +168,88 @@ def test_greedy_generation_equals_hugging_face_generate(use_cache):
     torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
     none, no_logits = greedy_generate(ours, prompt, 0, return_logits=True)
     assert torch.equal(none, prompt) and no_logits.shape == (B, 0, V)
+
+
+def test_left_padding_with_position_ids_equals_hugging_face_and_each_prompt_alone(device):
+    # float32: in float64, transformers 5.24's eager Llama returns NaN logits for the real
+    # tokens of a left-padded row (its padded queries see no key; their NaN reaches the values)
+    theirs = hf_llama().to(device)
+    ours = ours_from(theirs)
+    lengths = [7, 4, 1]
+    x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
+    positions = hf_positions(mask)
+    with torch.no_grad():
+        logits, _ = ours(x, attention_mask=mask, position_ids=positions)
+        shifted, _ = ours(x, attention_mask=mask)  # positions counted from column 0
+        expected = theirs(x, attention_mask=mask, position_ids=positions).logits
+        expected_shifted = theirs(x, attention_mask=mask).logits
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], expected[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(shifted[real], expected_shifted[real], atol=1e-5, rtol=0)
+    for b, n in enumerate(lengths):
+        with torch.no_grad():
+            alone = ours(x[b : b + 1, N - n :])[0][0]  # row b's prompt, unpadded
+        torch.testing.assert_close(logits[b, N - n :], alone, atol=1e-5, rtol=0)
+        # without position ids a row's tokens all sit N - n places later: RoPE's scores depend
+        # on j - i only, so this changes nothing but rounding (GPT's learned table would)
+        torch.testing.assert_close(shifted[b, N - n :], alone, atol=1e-5, rtol=0)
+    # positions that are not a shift of 0 .. n - 1 do change the logits, as in Hugging Face
+    scattered = torch.randint(0, 3 * MAX_POS, x.shape, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits = ours(x, position_ids=scattered.to(device))[0]
+        expected = theirs(x, position_ids=scattered.to(device)).logits
+        plain = ours(x)[0]
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(logits[:, 1:], plain[:, 1:], atol=1e-3)
+
+
+def test_left_padded_logits_with_the_cache_equal_the_full_pass_with_position_ids(device):
+    model = ours_from(hf_llama(torch.float64)).to(device)
+    x, mask = (t.to(device) for t in left_padded([2 * MAX_POS, 21, 3], 2 * MAX_POS, vocab_size=V))
+    positions = hf_positions(mask)
+    with torch.no_grad():
+        full, _ = model(x, attention_mask=mask, position_ids=positions)
+        steps, cache, m = [], None, 0
+        for n in (5, 1, 3, *[1] * (x.shape[1] - 9)):
+            step = slice(m, m + n)
+            logits, cache = model(
+                x[:, step], cache, attention_mask=mask[:, : m + n], position_ids=positions[:, step]
+            )
+            steps.append(logits)
+            m += n
+    real = mask.bool()
+    torch.testing.assert_close(torch.cat(steps, dim=1)[real], full[real], atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("rope", [None, {"rope_type": "dynamic", "factor": 2.0}])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_left_padded_generation_equals_hugging_face_generate_and_each_prompt_alone(use_cache, rope):
+    theirs = hf_llama(rope=rope)
+    ours = ours_from(theirs)
+    # every row padded: the longest position + 1 (which "dynamic" scaling follows) is not the
+    # sequence length
+    lengths, steps = [6, 4, 1], 2 * MAX_POS  # past max_position_embeddings
+    x, mask = left_padded(lengths, N, vocab_size=V)
+    out = theirs.generate(
+        x,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=steps,
+        min_new_tokens=steps,
+        pad_token_id=0,
+        return_dict_in_generate=True,
+        output_logits=True,
+        use_cache=use_cache,
+    )
+    got, logits = greedy_generate(
+        ours, x, steps, attention_mask=mask, use_cache=use_cache, return_logits=True
+    )
+    assert torch.equal(got, out.sequences)
+    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
+    if rope is None:  # "dynamic" frequencies follow the batch's longest row, not each row's
+        for b, n in enumerate(lengths):  # each row gets the tokens of its prompt alone
+            alone = greedy_generate(ours, x[b : b + 1, N - n :], steps, use_cache=use_cache)
+            assert torch.equal(got[b, N:], alone[0, n:])
 
 
 # ---------------------------------------------------------------- RoPE scaling
@@ -423,6 +505,22 @@ def test_bad_input_and_state_dict_raise_clear_errors():
         model(ids(2, 1), (cache.keys, cache.values))
     with pytest.raises(TypeError, match="model must be a qkv.gpt.GPT or a qkv.llama.Llama"):
         greedy_generate(theirs, ids(1, 4), 2)
+    x = ids(2, 3)
+    with pytest.raises(TypeError, match=r"position_ids must be an integer tensor \(B, n\)"):
+        model(x, position_ids=torch.zeros(2, 3))
+    with pytest.raises(
+        ValueError, match=r"position_ids must be \(B, n\) = \(2, 3\) like input_ids"
+    ):
+        model(x, position_ids=torch.arange(3)[None])
+    with pytest.raises(ValueError, match="position_ids must be >= 0, got a minimum of -2"):
+        model(x, position_ids=torch.tensor([[0, 1, 2], [-2, -1, 0]]))
+    with pytest.raises(ValueError, match=r"attention_mask must be \(B, m0 \+ n\) = \(2, 6\)"):
+        model(ids(2, 1), cache, attention_mask=torch.ones(2, 1))
+    with pytest.raises(ValueError, match="attention_mask must end in 1 in every row"):
+        greedy_generate(model, x, 2, attention_mask=torch.tensor([[0, 1, 1], [1, 1, 0]]))
+    far = torch.tensor([[1000, 1001, 1002]] * 2)  # RoPE has no table: any position >= 0 turns
+    with torch.no_grad():
+        assert torch.isfinite(model(x, position_ids=far)[0]).all()
     state = dict(theirs.state_dict())
     state.pop("model.layers.1.mlp.up_proj.weight")
     with pytest.raises(ValueError, match=r"missing \['layers.1.mlp.up_proj.weight'\], unexp"):
