@@ -65,6 +65,9 @@ def test_the_chapters_experiments_are_seeded_and_measure_what_they_say():
     compared = linear_vs_softmax(0, n=64, d_k=8)
     assert compared["chunked"] < 1e-5 and compared["regrouped"] < 1e-4
     assert compared["linear_vs_softmax"] > 1e-2
-    mla = mla_absorption(0, L=4, d_in=8, n_h=2, d_h=4, d_c=6, d_r=2)
+    mla = mla_absorption(0, L=4, d_in=8, n_h=2, d_h=4, d_c=6, d_r=2, L_fit=20)
     assert mla["cached"] == 8 and mla["explicit_numbers"] == 16
-    assert mla["absorbed_error"] < 1e-12 < mla["rope_error"]
+    assert mla["absorbed_error"] < 1e-12 and mla["fit_plain_error"] < 1e-10
+    assert mla["fit_rope_error"] > 0.1
+    with pytest.raises(ValueError, match="L_fit must exceed d_c"):
+        mla_absorption(0, d_c=12, L_fit=12)
