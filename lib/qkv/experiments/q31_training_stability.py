@@ -42,7 +42,7 @@ from qkv.markov import MarkovLanguage
 from qkv.stability import TransformerStack
 
 D_MODEL, N_HEADS, N_LAYERS, LENGTH, BATCH, STEPS = 32, 4, 2, 16, 16, 100
-LEARNING_RATES = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)  # Wortsman et al. sweep 3e-4 to 3e-1
+LEARNING_RATES = (1e-2, 3e-2, 1e-1, 3e-1)  # Wortsman et al. sweep seven, 3e-4 to 3e-1
 HIGH_LR = 1e-1  # where plain attention's logits run away and its loss suffers
 Z_LOSS = 1e-1  # PaLM uses 1e-4 over a far longer run; the toy needs more to show it in 100 steps
 
@@ -242,7 +242,7 @@ CLAIMS = claims(
         "LR sensitivity over the sweep without QK-norm minus with it (nats)",
         lambda seed: sweep_sensitivity(seed, "plain") - sweep_sensitivity(seed, "QK-norm"),
         ">",
-        0.1,
+        0.15,
         seeds=_SEEDS,
     ),
     Claim(
