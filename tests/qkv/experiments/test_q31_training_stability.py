@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qkv.experiments import q31_training_stability as q31
-from qkv.stability import TransformerStack
+from qkv.stack import TransformerStack
 
 
 def test_lr_sensitivity_follows_wortsman_et_als_definition() -> None:
