@@ -18,9 +18,7 @@ D_K = 8  # the toy's head width: four rotation pairs
 
 def _frequencies(method: str, factor: float) -> tuple[torch.Tensor, float]:
     base, scaling = q29.toy_rope(method, factor, D_K)
-    return rope_frequencies(
-        D_K, base=base, scaling=scaling, max_position_embeddings=q29.TRAIN_LEN
-    )
+    return rope_frequencies(D_K, base=base, scaling=scaling, max_position_embeddings=q29.TRAIN_LEN)
 
 
 @pytest.mark.parametrize("factor", [2.0, 4.0])
