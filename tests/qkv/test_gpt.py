@@ -9,7 +9,14 @@ import qkv
 from qkv.gpt import GPT, GPTConfig, KVCache, gpt_from_hf_state_dict, greedy_generate
 from qkv.tying import count_parameters
 
-from .reference import hf_positions, left_padded, perturbed, random_ids
+from .reference import (
+    check_cached_pass,
+    check_left_padding,
+    hf_greedy,
+    left_padded,
+    perturbed,
+    random_ids,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -105,40 +112,15 @@ def test_left_padding_needs_position_ids_to_match_each_prompt_alone(device):
     theirs = hf_gpt2().to(device)
     ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
     lengths = [7, 4, 1]
-    x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
-    positions = hf_positions(mask)
-    with torch.no_grad():
-        shifted, _ = ours(x, attention_mask=mask)
-        logits, _ = ours(x, attention_mask=mask, position_ids=positions)
-        expected_shifted = theirs(x, attention_mask=mask).logits
-        expected = theirs(x, attention_mask=mask, position_ids=positions).logits
-    real = mask.bool()
-    torch.testing.assert_close(shifted[real], expected_shifted[real], atol=1e-5, rtol=0)
-    torch.testing.assert_close(logits[real], expected[real], atol=1e-5, rtol=0)
+    out = check_left_padding(ours.to(device), theirs, lengths, N)
     for b, n in enumerate(lengths):
-        with torch.no_grad():
-            alone = ours(x[b : b + 1, N - n :])[0][0]  # row b's prompt, unpadded
-        torch.testing.assert_close(logits[b, N - n :], alone, atol=1e-5, rtol=0)
         if n < N:  # a padded row: without position ids its tokens sit n - N places later
-            assert not torch.allclose(shifted[b, N - n :], alone, atol=1e-2)
+            assert not torch.allclose(out["ours_shifted"][b, N - n :], out["alone"][b], atol=1e-2)
 
 
 def test_left_padded_logits_with_the_cache_equal_the_full_pass_with_position_ids(device):
     model = gpt_from_hf_state_dict(hf_gpt2().state_dict(), TINY).to(device)
-    x, mask = (t.to(device) for t in left_padded([12, 9, 2], 12, vocab_size=V))
-    positions = hf_positions(mask)
-    with torch.no_grad():
-        full, _ = model(x, attention_mask=mask, position_ids=positions)
-        steps, cache, m = [], None, 0
-        for n in (5, 1, 3, 1, 1, 1):  # the last 5 columns hold every row's real tokens
-            step = slice(m, m + n)
-            logits, cache = model(
-                x[:, step], cache, attention_mask=mask[:, : m + n], position_ids=positions[:, step]
-            )
-            steps.append(logits)
-            m += n
-    real = mask.bool()
-    torch.testing.assert_close(torch.cat(steps, dim=1)[real], full[real], atol=1e-5, rtol=0)
+    check_cached_pass(model, [5, 1, 3, 1, 1, 1], atol=1e-5)
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
@@ -149,22 +131,13 @@ def test_left_padded_generation_equals_hugging_face_generate_and_each_prompt_alo
     ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
     lengths, steps = [7, 4, 1], 12
     x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
-    out = theirs.generate(
-        x,
-        attention_mask=mask,
-        do_sample=False,
-        max_new_tokens=steps,
-        min_new_tokens=steps,
-        pad_token_id=V - 1,
-        return_dict_in_generate=True,
-        output_logits=True,
-    )
+    expected, expected_logits = hf_greedy(theirs, x, steps, mask, pad_token_id=V - 1)
     before = mask.clone()
     got, logits = greedy_generate(
         ours, x, steps, attention_mask=mask, use_cache=use_cache, return_logits=True
     )
-    assert torch.equal(got, out.sequences)
-    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
+    assert torch.equal(got, expected)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
     assert torch.equal(mask, before)  # the caller's mask is untouched
     for b, n in enumerate(lengths):  # each row gets the tokens of its prompt alone
         alone = greedy_generate(ours, x[b : b + 1, N - n :], steps)
@@ -213,20 +186,11 @@ def test_greedy_generation_equals_hugging_face_generate(use_cache, device):
     theirs = hf_gpt2().to(device)
     ours = gpt_from_hf_state_dict(theirs.state_dict(), TINY)
     prompt = ids(B, 4, seed=3).to(device)
-    out = theirs.generate(
-        prompt,
-        attention_mask=torch.ones_like(prompt),
-        do_sample=False,
-        max_new_tokens=12,
-        min_new_tokens=12,
-        pad_token_id=V - 1,
-        return_dict_in_generate=True,
-        output_logits=True,
-    )
+    expected, expected_logits = hf_greedy(theirs, prompt, 12, pad_token_id=V - 1)
     before = prompt.clone()
     got, logits = greedy_generate(ours, prompt, 12, use_cache=use_cache, return_logits=True)
-    assert torch.equal(got, out.sequences)
-    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
+    assert torch.equal(got, expected)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
     assert torch.equal(prompt, before)  # the caller's tensor is untouched
     assert torch.equal(greedy_generate(ours, prompt, 12, use_cache=not use_cache), got)
     none, no_logits = greedy_generate(ours, prompt, 0, return_logits=True)

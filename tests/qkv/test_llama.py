@@ -21,7 +21,14 @@ from qkv.llama import Llama, LlamaConfig, llama_config, llama_from_hf_state_dict
 from qkv.positions import check_rope_scaling, rope_frequencies, rotary_angles
 from qkv.tying import count_parameters
 
-from .reference import hf_positions, left_padded, perturbed, random_ids
+from .reference import (
+    check_cached_pass,
+    check_left_padding,
+    hf_greedy,
+    left_padded,
+    perturbed,
+    random_ids,
+)
 
 transformers = pytest.importorskip("transformers")
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402
@@ -153,19 +160,10 @@ def test_greedy_generation_equals_hugging_face_generate(use_cache):
     ours = ours_from(theirs)
     prompt = ids(B, 4, seed=3)
     steps = 2 * MAX_POS  # RoPE has no table of positions: generate past max_position_embeddings
-    out = theirs.generate(
-        prompt,
-        attention_mask=torch.ones_like(prompt),
-        do_sample=False,
-        max_new_tokens=steps,
-        min_new_tokens=steps,
-        pad_token_id=0,
-        return_dict_in_generate=True,
-        output_logits=True,
-    )
+    expected, expected_logits = hf_greedy(theirs, prompt, steps, pad_token_id=0)
     got, logits = greedy_generate(ours, prompt, steps, use_cache=use_cache, return_logits=True)
-    assert torch.equal(got, out.sequences)
-    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
+    assert torch.equal(got, expected)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
     none, no_logits = greedy_generate(ours, prompt, 0, return_logits=True)
     assert torch.equal(none, prompt) and no_logits.shape == (B, 0, V)
 
@@ -176,24 +174,15 @@ def test_left_padding_with_position_ids_equals_hugging_face_and_each_prompt_alon
     theirs = hf_llama().to(device)
     ours = ours_from(theirs)
     lengths = [7, 4, 1]
-    x, mask = (t.to(device) for t in left_padded(lengths, N, vocab_size=V))
-    positions = hf_positions(mask)
-    with torch.no_grad():
-        logits, _ = ours(x, attention_mask=mask, position_ids=positions)
-        shifted, _ = ours(x, attention_mask=mask)  # positions counted from column 0
-        expected = theirs(x, attention_mask=mask, position_ids=positions).logits
-        expected_shifted = theirs(x, attention_mask=mask).logits
-    real = mask.bool()
-    torch.testing.assert_close(logits[real], expected[real], atol=1e-5, rtol=0)
-    torch.testing.assert_close(shifted[real], expected_shifted[real], atol=1e-5, rtol=0)
+    out = check_left_padding(ours.to(device), theirs, lengths, N)
     for b, n in enumerate(lengths):
-        with torch.no_grad():
-            alone = ours(x[b : b + 1, N - n :])[0][0]  # row b's prompt, unpadded
-        torch.testing.assert_close(logits[b, N - n :], alone, atol=1e-5, rtol=0)
         # without position ids a row's tokens all sit N - n places later: RoPE's scores depend
         # on j - i only, so this changes nothing but rounding (GPT's learned table would)
-        torch.testing.assert_close(shifted[b, N - n :], alone, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            out["ours_shifted"][b, N - n :], out["alone"][b], atol=1e-5, rtol=0
+        )
     # positions that are not a shift of 0 .. n - 1 do change the logits, as in Hugging Face
+    x = ids(B, N).to(device)
     scattered = torch.randint(0, 3 * MAX_POS, x.shape, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         logits = ours(x, position_ids=scattered.to(device))[0]
@@ -205,20 +194,7 @@ def test_left_padding_with_position_ids_equals_hugging_face_and_each_prompt_alon
 
 def test_left_padded_logits_with_the_cache_equal_the_full_pass_with_position_ids(device):
     model = ours_from(hf_llama(torch.float64)).to(device)
-    x, mask = (t.to(device) for t in left_padded([2 * MAX_POS, 21, 3], 2 * MAX_POS, vocab_size=V))
-    positions = hf_positions(mask)
-    with torch.no_grad():
-        full, _ = model(x, attention_mask=mask, position_ids=positions)
-        steps, cache, m = [], None, 0
-        for n in (5, 1, 3, *[1] * (x.shape[1] - 9)):
-            step = slice(m, m + n)
-            logits, cache = model(
-                x[:, step], cache, attention_mask=mask[:, : m + n], position_ids=positions[:, step]
-            )
-            steps.append(logits)
-            m += n
-    real = mask.bool()
-    torch.testing.assert_close(torch.cat(steps, dim=1)[real], full[real], atol=1e-10, rtol=0)
+    check_cached_pass(model, [5, 1, 3, *[1] * (2 * MAX_POS - 9)], atol=1e-10)
 
 
 @pytest.mark.parametrize("rope", [None, {"rope_type": "dynamic", "factor": 2.0}])
@@ -230,22 +206,14 @@ def test_left_padded_generation_equals_hugging_face_generate_and_each_prompt_alo
     # sequence length
     lengths, steps = [6, 4, 1], 2 * MAX_POS  # past max_position_embeddings
     x, mask = left_padded(lengths, N, vocab_size=V)
-    out = theirs.generate(
-        x,
-        attention_mask=mask,
-        do_sample=False,
-        max_new_tokens=steps,
-        min_new_tokens=steps,
-        pad_token_id=0,
-        return_dict_in_generate=True,
-        output_logits=True,
-        use_cache=use_cache,
+    expected, expected_logits = hf_greedy(
+        theirs, x, steps, mask, pad_token_id=0, use_cache=use_cache
     )
     got, logits = greedy_generate(
         ours, x, steps, attention_mask=mask, use_cache=use_cache, return_logits=True
     )
-    assert torch.equal(got, out.sequences)
-    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
+    assert torch.equal(got, expected)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
     if rope is None:  # "dynamic" frequencies follow the batch's longest row, not each row's
         for b, n in enumerate(lengths):  # each row gets the tokens of its prompt alone
             alone = greedy_generate(ours, x[b : b + 1, N - n :], steps, use_cache=use_cache)
@@ -369,20 +337,10 @@ def test_dynamic_scaling_generation_equals_hugging_face_with_and_without_the_cac
     theirs = hf_llama(rope={"rope_type": "dynamic", "factor": 2.0})
     ours = ours_from(theirs)
     prompt = ids(B, MAX_POS - 4, seed=4)
-    out = theirs.generate(
-        prompt,
-        attention_mask=torch.ones_like(prompt),
-        do_sample=False,
-        max_new_tokens=12,
-        min_new_tokens=12,
-        pad_token_id=0,
-        return_dict_in_generate=True,
-        output_logits=True,
-        use_cache=use_cache,
-    )
+    expected, expected_logits = hf_greedy(theirs, prompt, 12, pad_token_id=0, use_cache=use_cache)
     got, logits = greedy_generate(ours, prompt, 12, use_cache=use_cache, return_logits=True)
-    assert torch.equal(got, out.sequences)
-    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-5, rtol=0)
+    assert torch.equal(got, expected)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
     # Past max_position_embeddings the cache no longer equals the full pass: its keys keep the
     # frequencies of the step that rotated them, while a full pass re-rotates every key.
     _, other = greedy_generate(ours, prompt, 12, use_cache=not use_cache, return_logits=True)
