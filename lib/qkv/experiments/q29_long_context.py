@@ -112,13 +112,14 @@ def kv_cache_gib(name: str, tokens: int) -> float:
 
 # ---------------------------------------------------------------- the trained toy
 TRAIN_LEN = q21.TRAIN_LEN  # Q21's toy is trained on 16 tokens ...
-LONG_LENS = (2 * TRAIN_LEN, 4 * TRAIN_LEN)  # ... and run at 2 and 4 times that
-#: Fine-tuning at 4x: accuracy is recorded after this many AdamW steps (lr 3e-3, batch 32).
+#: The lengths the trained toy is run at, 2 and 4 times its training length.
+LONG_LENS = (2 * TRAIN_LEN, 4 * TRAIN_LEN)
+#: The fine-tuning at 4x records accuracy after this many AdamW steps (lr 3e-3, batch 32).
 FINE_TUNE_STEPS = (5, 10, 20, 30)
 ROPE_BASE = 10000.0
-#: Compared without and with fine-tuning.
+#: The methods compared without and with fine-tuning.
 METHODS = ("plain RoPE", "PI", "NTK-aware", "YaRN")
-#: Compared without fine-tuning only: YaRN's two parts taken apart.
+#: The variants compared without fine-tuning only, YaRN's two parts taken apart.
 ABLATIONS = ("YaRN without temperature", "by-parts, ramp of Eq. 18")
 
 
