@@ -42,6 +42,7 @@ __all__ = [
     "xor_documents",
     "SmallEncoder",
     "spread_evidence",
+    "XOR_STEPS",
     "CLAIMS",
 ]
 
@@ -83,7 +84,7 @@ class WindowClassifier(nn.Module):
 
 @experiment
 def train_window_classifier(
-    seed: int, *, window: int = 32, steps: int = 250, device: str | torch.device | None = "cpu"
+    seed: int, *, window: int = 32, steps: int = 120, device: str | torch.device | None = "cpu"
 ) -> WindowClassifier:
     """Train a :class:`WindowClassifier` on windows with or without the evidence.
 
@@ -183,6 +184,9 @@ def _compare(seed: int, length: int, n_docs: int, device: str) -> tuple:
 
 XOR_LENGTH, XOR_WINDOW, XOR_STRIDE = 16, 8, 4  # documents, windows and their stride
 XOR_REGION = 2  # the first bit sits in the first 2 positions, the second in the last 2
+#: Training steps of each :func:`spread_evidence` encoder (after 80, seed 0's
+#: full-attention encoder is still at chance).
+XOR_STEPS = 100
 
 
 def xor_documents(batch_size: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -243,7 +247,7 @@ class SmallEncoder(nn.Module):
 
 
 @experiment
-def spread_evidence(seed: int = 0, *, steps: int = 150) -> dict[str, float]:
+def spread_evidence(seed: int = 0, *, steps: int = XOR_STEPS) -> dict[str, float]:
     """Held-out accuracy on :func:`xor_documents`: full attention against pooled windows.
 
     Three :class:`SmallEncoder` s, each trained from the same seed for ``steps`` AdamW
@@ -332,7 +336,7 @@ CLAIMS = claims(
         lambda s: dict(_spread(s))["full attention"],
         ">",
         0.95,
-        tuple(range(5)),
+        tuple(range(10)),
     ),
     Claim(
         "q20-spread-windows",
@@ -340,6 +344,6 @@ CLAIMS = claims(
         lambda s: max(v for k, v in _spread(s) if k != "full attention"),
         "<",
         0.8,
-        tuple(range(5)),
+        tuple(range(10)),
     ),
 )
