@@ -7,18 +7,23 @@ with the same budget and seed (:func:`train_digit_model`), then decoded greedily
 held-out strings (:func:`digit_accuracy`); :func:`reversal_alignment` reads the
 attention model's weights against the reversal's anti-diagonal. :func:`digit_run`
 does all of it for one model as a function of the seed, so the chapter and
-``benchmarks/robustness.py`` run the same experiment.
+``benchmarks/robustness.py`` run the same experiment; :func:`digit_runs` measures one
+training after several budgets (the chapter's 100- and 400-step classic models).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import itertools
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+import qkv
 from qkv.experiments import Claim, claims, experiment
 from qkv.seq2seq import Seq2Seq, Seq2SeqConfig
 from qkv.tasks import DIGIT_VOCAB_SIZE, Seq2SeqBatch, digit_seq2seq
@@ -33,6 +38,7 @@ __all__ = [
     "reversal_alignment",
     "DigitRun",
     "digit_run",
+    "digit_runs",
     "CLAIMS",
 ]
 
@@ -80,18 +86,59 @@ def train_digit_model(
         the trained model (on ``device``, default :func:`qkv.device`) and its
         :class:`qkv.train.History` (loss every 10 steps).
     """
+    [(model, history)] = _train_through((steps,), attention, task, seed, max_len, d_hidden, device)
+    return model, history
+
+
+def _train_through(
+    budgets: tuple[int, ...],
+    attention: bool,
+    task: str,
+    seed: int,
+    max_len: int,
+    d_hidden: int,
+    device: str | torch.device | None,
+) -> Iterator[tuple[Seq2Seq, History]]:
+    """Train one model and yield it (the same object) and its history at each budget.
+
+    The run goes on from one budget to the next with the same AdamW state and the same
+    stream of batches, at a constant learning rate, so the model yielded at 100 steps is
+    the one a 100-step run ends with, and the one at 400 the one a 400-step run ends with.
+    """
+    if not budgets or any(b <= a for a, b in itertools.pairwise((0, *budgets))):
+        raise ValueError(f"budgets must be increasing step counts >= 1, got {budgets}")
     torch.manual_seed(seed)  # the initialisation (restored on exit by @experiment)
     config = Seq2SeqConfig(DIGIT_VOCAB_SIZE, d_embedding=16, d_hidden=d_hidden, attention=attention)
-    model = Seq2Seq(config)
+    model = Seq2Seq(config).to(qkv.device() if device is None else torch.device(device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    stream = torch.Generator().manual_seed(seed)  # the batches, continued across budgets
 
     def batch_fn(step: int, generator: torch.Generator) -> Seq2SeqBatch:
-        return digit_seq2seq(128, min_len=1, max_len=max_len, task=task, generator=generator)
+        # `stream` rather than `train`'s own generator (seeded alike), which restarts each call
+        return digit_seq2seq(128, min_len=1, max_len=max_len, task=task, generator=stream)
 
-    train_config = TrainConfig(
-        steps=steps, lr=1e-2, grad_clip=1.0, log_every=10, seed=seed, device=device
+    history, done = History(), 0
+    for steps in budgets:
+        train_config = TrainConfig(
+            steps=steps - done, lr=1e-2, grad_clip=1.0, log_every=10, seed=seed, device=device
+        )
+        part = train(model, batch_fn, digit_loss, train_config, optimizer=optimizer)
+        history = _joined(history, part, done)
+        done = steps
+        yield model, history
+
+
+def _joined(history: History, part: History, offset: int) -> History:
+    """``history`` followed by ``part``, whose steps and seconds start after ``history``'s."""
+    seconds = history.seconds[-1] if history.seconds else 0.0
+    return History(
+        step=history.step + [offset + step for step in part.step],
+        loss=history.loss + part.loss,
+        grad_norm=history.grad_norm + part.grad_norm,
+        lr=history.lr + part.lr,
+        seconds=history.seconds + [seconds + t for t in part.seconds],
+        diverged=part.diverged,
     )
-    history = train(model, batch_fn, digit_loss, train_config)
-    return model, history
 
 
 @experiment
@@ -183,10 +230,36 @@ def digit_run(
 
     Used in: Q3.
     """
-    model, history = train_digit_model(
-        attention=attention, task=task, steps=steps, seed=seed, d_hidden=d_hidden, device=device
+    [run] = digit_runs(
+        seed, attention=attention, task=task, budgets=(steps,), d_hidden=d_hidden, device=device
     )
-    return DigitRun(model, history, digit_accuracy(model, task=task))
+    return run
+
+
+@experiment
+def digit_runs(
+    seed: int,
+    *,
+    attention: bool,
+    task: str = "reverse",
+    budgets: tuple[int, ...] = (STEPS, NARROW_STEPS),
+    d_hidden: int = 32,
+    device: str | torch.device | None = None,
+) -> tuple[DigitRun, ...]:
+    """:func:`digit_run` for each of ``budgets`` (increasing step counts), from one training.
+
+    The run to 400 steps passes through the run to 100 (same seed, batches and AdamW
+    state, constant learning rate), so it is measured on the way instead of trained
+    twice; each :class:`DigitRun` holds its own copy of the model.
+
+    Used in: Q3.
+    """
+    runs = []
+    trained = _train_through(budgets, attention, task, seed, MAX_LEN, d_hidden, device)
+    for model, history in trained:
+        accuracy = digit_accuracy(model, task=task)
+        runs.append(DigitRun(copy.deepcopy(model), history, accuracy))
+    return tuple(runs)
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from qkv.experiments.q03_attention_vs_seq2seq import (
     digit_accuracy,
     digit_loss,
     digit_run,
+    digit_runs,
     reversal_alignment,
     train_digit_model,
 )
@@ -43,3 +44,17 @@ def test_training_leaves_the_callers_state_alone() -> None:
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.random.get_rng_state(), state)
     assert len(run.accuracy) == 12 and 0 <= run.long <= 1 and 0 <= run.short <= 1
+
+
+def test_one_training_through_two_budgets_is_the_two_runs() -> None:
+    # the chapter measures its 100- and 400-step classic models on one training
+    short, long = digit_runs(2, attention=True, budgets=(3, 7), d_hidden=8, device="cpu")
+    for run, steps in ((short, 3), (long, 7)):
+        alone = digit_run(2, attention=True, steps=steps, d_hidden=8, device="cpu")
+        params, expected = run.model.state_dict(), alone.model.state_dict()
+        assert all(torch.equal(params[k], expected[k]) for k in expected)
+        assert run.accuracy == alone.accuracy
+    assert short.model is not long.model and short.history.step == [0, 2]
+    assert long.history.step == [0, 2, 3, 6] and long.history.loss[:2] == short.history.loss
+    with pytest.raises(ValueError, match="increasing"):
+        digit_runs(0, attention=False, budgets=(5, 5), device="cpu")
