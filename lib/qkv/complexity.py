@@ -67,6 +67,7 @@ def count_flops(fn: Callable[[], object]) -> dict[str, int]:
 
     Returns:
         ``{"aten.mm": ..., "aten.bmm": ..., "total": ...}``.
+    Used in: Q20.
     """
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
@@ -160,7 +161,7 @@ def median_seconds(
     Returns:
         ``{name: seconds}``.
 
-    Used in: benchmarks/attention.py and :func:`qkv.kvcache.decode_step_seconds`.
+    Used in: Q20, benchmarks/attention.py and :func:`qkv.kvcache.decode_step_seconds`.
     """
     repeats = _check_clock(repeats, clock)
     now = time.perf_counter if clock == "wall" else time.process_time
@@ -194,7 +195,7 @@ def growth_exponent(ns: Sequence[float], values: Sequence[float], last: int = 3)
 
     For ``value = c * n^p`` it returns ``p``; fitting only the largest ``n``
     keeps fixed overheads (which flatten the curve at small ``n``) out.
-    Used in: Q5.
+    Used in: Q5, Q20.
     """
     if len(ns) != len(values) or not 2 <= last <= len(ns):
         raise ValueError(
