@@ -67,7 +67,7 @@ def count_flops(fn: Callable[[], object]) -> dict[str, int]:
 
     Returns:
         ``{"aten.mm": ..., "aten.bmm": ..., "total": ...}``.
-    Used in: Q20.
+    Used in: Q20, Q25.
     """
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
@@ -126,7 +126,7 @@ def best_seconds(fn: Callable[[], object], repeats: int = 3, *, clock: str = "wa
     after each call, so GPU work is counted. ``clock="cpu"`` measures the CPU
     time of this process (all its threads, ``time.process_time``): the work
     done on the CPU, which other programs competing for the cores do not inflate.
-    Used in: Q5.
+    Used in: Q5, Q25.
     """
     _check_clock(repeats, clock)
     now = time.perf_counter if clock == "wall" else time.process_time
