@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-import time
+from functools import partial
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from qkv._checks import check_int
+from qkv.complexity import count_flops, median_seconds
 from qkv.experiments import claims, experiment
 from qkv.layers import TransformerEncoderLayer
 from qkv.tying import count_parameters
@@ -71,16 +71,11 @@ def layer_sharing_cost(
     out: dict[str, dict[str, float]] = {}
     for name, stack in stacks.items():
         with torch.no_grad():
-            with FlopCounterMode(display=False) as counter:
-                stack(x)
-            start = time.perf_counter()
-            for _ in range(3):
-                stack(x)
-            seconds = (time.perf_counter() - start) / 3
+            times = median_seconds({name: partial(stack, x)}, repeats=3)
         out[name] = {
             "parameters": count_parameters(stack),
-            "flops": counter.get_total_flops(),
-            "seconds": seconds,
+            "flops": count_flops(partial(stack, x))["total"],
+            "seconds": times[name],
         }
     return out
 

@@ -18,8 +18,8 @@ from functools import partial
 import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
+from qkv import complexity
 from qkv.attention import MultiHeadAttention, scaled_dot_product_attention
 from qkv.experiments import Claim, claims, experiment
 from qkv.gpt import GPT, GPTConfig
@@ -59,9 +59,8 @@ def count_flops(fn: Callable[[], object]) -> int:
     products are matrix products the counter sees (a fused CPU kernel it may not).
     Used in: Q23.
     """
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
+    with sdpa_kernel(SDPBackend.MATH):
+        return complexity.count_flops(fn)["total"]
 
 
 @experiment

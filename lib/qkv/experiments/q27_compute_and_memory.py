@@ -25,8 +25,6 @@ datasheet numbers (see the chapter for the citations).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -35,6 +33,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from qkv.complexity import best_seconds
 from qkv.experiments import claims, experiment
 from qkv.gpt import GPTConfig
 from qkv.kvcache import KVCache
@@ -231,16 +230,6 @@ def adam_state_bytes(model: nn.Module) -> int:
     return storage_bytes(moments)
 
 
-def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 @experiment
 def matmul_flops_per_second(size: int = 1024, repeats: int = 3) -> float:
     """Float32 FLOP/s of a ``size x size`` matrix product on one thread (best of ``repeats``).
@@ -248,7 +237,7 @@ def matmul_flops_per_second(size: int = 1024, repeats: int = 3) -> float:
     Used in: Q27.
     """
     a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size**3 / _best_seconds(lambda: a @ b, repeats)
+    return 2 * size**3 / best_seconds(lambda: a @ b, repeats)
 
 
 @experiment
@@ -260,7 +249,7 @@ def read_bytes_per_second(mib: int = 128, repeats: int = 3) -> float:
     Used in: Q27.
     """
     x = torch.ones(mib * 2**20 // 4)
-    return 4 * x.numel() / _best_seconds(x.sum, repeats)
+    return 4 * x.numel() / best_seconds(x.sum, repeats)
 
 
 @experiment
@@ -277,7 +266,7 @@ def gemv_and_gemm(d: int = 4096, tokens: int = 128, repeats: int = 3) -> dict[st
         x = torch.randn(n, d)
         flops = 2 * n * d * d
         moved = 4 * (d * d + 2 * n * d)
-        seconds = _best_seconds(partial(torch.matmul, x, w.T), repeats)  # x @ w.T
+        seconds = best_seconds(partial(torch.matmul, x, w.T), repeats)  # x @ w.T
         result[name] = (flops / moved, flops / seconds)
     return result
 
