@@ -67,7 +67,7 @@ def count_flops(fn: Callable[[], object]) -> dict[str, int]:
 
     Returns:
         ``{"aten.mm": ..., "aten.bmm": ..., "total": ...}``.
-    Used in: Q20, Q25.
+    Used in: Q4, Q10, Q20, Q25.
     """
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
