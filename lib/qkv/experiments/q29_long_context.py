@@ -84,7 +84,11 @@ def extension_table(name: str, factor: float = 4.0) -> dict[str, dict[str, float
     long_len = int(factor * length)
     table = {}
     for label, scaling in SCALINGS.items():
-        scaling = None if scaling is None else {**scaling, "factor": factor}
+        if scaling is not None:  # Hugging Face's "dynamic" multiplies its own factor into
+            # the length ratio: factor 1 at factor x the length gives the NTK-aware base
+            # b * factor^(d / (d - 2)) (YaRN Eq. 16); factor 4 there would mean 13.
+            dynamic = scaling["rope_type"] == "dynamic"
+            scaling = {**scaling, "factor": 1.0 if dynamic else factor}
         inv_freq, attention = rope_frequencies(
             d_head, base=base, scaling=scaling, max_position_embeddings=length, seq_len=long_len
         )
